@@ -1,0 +1,63 @@
+"""agentmeter: an embedded flight recorder and policy controller for LLM agents.
+
+    meter = agentmeter.Meter(db="agent.db", policies="policies/default.yaml")
+    with meter.run("research-task", tags={"tenant": "acme"}) as run:
+        response = run.completion(model="gpt-4o", messages=messages)
+
+Importing this package is cheap: litellm, scipy and numpy load only where they are used.
+"""
+
+from __future__ import annotations
+
+import os
+
+# litellm must read its bundled price map, never fetch one: set before anything imports it.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from .clock import Clock, FakeClock, SystemClock  # noqa: E402
+from .decision import Compact, Decision, Fired  # noqa: E402
+from .errors import (  # noqa: E402
+    AgentmeterError,
+    BudgetExceeded,
+    ConfigError,
+    ControlFlow,
+    PauseRequested,
+    ReplayError,
+    StorageError,
+)
+from .meter import Meter  # noqa: E402
+from .normalize import normalize_usage  # noqa: E402
+from .policy.spec import PolicySet, load_policies, parse_policies  # noqa: E402
+from .pricing import PriceTable, compute_cost  # noqa: E402
+from .run import Call, CallRecord, Run  # noqa: E402
+from .usage import Usage  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AgentmeterError",
+    "BudgetExceeded",
+    "Call",
+    "CallRecord",
+    "Clock",
+    "Compact",
+    "ConfigError",
+    "ControlFlow",
+    "Decision",
+    "FakeClock",
+    "Fired",
+    "Meter",
+    "PauseRequested",
+    "PolicySet",
+    "PriceTable",
+    "ReplayError",
+    "Run",
+    "StorageError",
+    "SystemClock",
+    "Usage",
+    "__version__",
+    "compute_cost",
+    "load_policies",
+    "normalize_usage",
+    "parse_policies",
+]

@@ -1,0 +1,250 @@
+"""``Run.completion``: decide, apply, call litellm (or a stand-in) with retries, record.
+
+Each attempt is recorded as its own call (a failed attempt as ``status='error'`` with no cost), so
+retries are visible and cost is never counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from .tokens import import_litellm
+from .usage import Usage
+
+if TYPE_CHECKING:
+    from .decision import Decision
+    from .run import Call, Run
+
+__all__ = ["is_transient", "run_acompletion", "run_completion"]
+
+_TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+_TRANSIENT_NAMES = {
+    "RateLimitError",
+    "Timeout",
+    "APITimeoutError",
+    "APIConnectionError",
+    "InternalServerError",
+    "ServiceUnavailableError",
+    "BadGatewayError",
+    "TimeoutError",
+    "ConnectionError",
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth retrying: timeouts, connection errors, 429 and 5xx."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status in _TRANSIENT_STATUS:
+        return True
+    return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__)
+
+
+def _prepare(run: Run, kwargs: dict[str, Any]) -> tuple[Decision, dict[str, Any]]:
+    model = kwargs.get("model")
+    if not isinstance(model, str):
+        raise TypeError("completion() needs model='...'")
+    messages = kwargs.get("messages")
+    decision = run.decide(model=model, messages=messages, max_tokens=kwargs.get("max_tokens"))
+    compacted = run.apply(decision, messages)
+    if compacted is not messages and isinstance(messages, list) and compacted is not None:
+        messages[:] = compacted  # the agent keeps the compacted context for its next steps
+    call_kwargs = dict(kwargs)
+    call_kwargs["model"] = decision.model
+    if compacted is not None:
+        call_kwargs["messages"] = compacted
+    if decision.stream is False:
+        call_kwargs["stream"] = False
+    if call_kwargs.get("stream"):
+        options = dict(call_kwargs.get("stream_options") or {})
+        options.setdefault("include_usage", True)
+        call_kwargs["stream_options"] = options
+    return decision, call_kwargs
+
+
+def _retrying(run: Run, cls: type[Any]) -> Any:
+    clock = run.meter.clock
+    sleep = clock.asleep if cls is AsyncRetrying else clock.sleep
+    return cls(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(run.meter.max_retries + 1),
+        wait=wait_random_exponential(multiplier=0.5, max=20),
+        sleep=sleep,
+        reraise=True,
+    )
+
+
+def run_completion(run: Run, kwargs: dict[str, Any]) -> Any:
+    decision, call_kwargs = _prepare(run, kwargs)
+    fn = run.meter.completion_fn or import_litellm().completion
+    stream = bool(call_kwargs.get("stream"))
+    for attempt in _retrying(run, Retrying):
+        with attempt:
+            call = _open_call(run, decision, call_kwargs, stream)
+            call.__enter__()
+            call.sent()
+            try:
+                response = fn(**call_kwargs)
+            except BaseException as exc:
+                call.__exit__(type(exc), exc, None)
+                raise
+            if stream:
+                return _Stream(call, response, call_kwargs)
+            call.received()
+            call.set_response(response)
+            call.__exit__(None, None, None)
+            return response
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+async def run_acompletion(run: Run, kwargs: dict[str, Any]) -> Any:
+    decision, call_kwargs = _prepare(run, kwargs)
+    fn = run.meter.acompletion_fn or import_litellm().acompletion
+    stream = bool(call_kwargs.get("stream"))
+    async for attempt in _retrying(run, AsyncRetrying):
+        with attempt:
+            call = _open_call(run, decision, call_kwargs, stream)
+            call.__enter__()
+            call.sent()
+            try:
+                response = await fn(**call_kwargs)
+            except BaseException as exc:
+                call.__exit__(type(exc), exc, None)
+                raise
+            if stream:
+                return _AsyncStream(call, response, call_kwargs)
+            call.received()
+            call.set_response(response)
+            call.__exit__(None, None, None)
+            return response
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+def _open_call(run: Run, decision: Decision, kwargs: dict[str, Any], stream: bool) -> Call:
+    return run.call(
+        decision.model,
+        requested_model=decision.requested_model,
+        stream=stream,
+        messages=kwargs.get("messages"),
+        max_tokens=kwargs.get("max_tokens"),
+    )
+
+
+class _StreamState:
+    """What a stream wrapper collects: chunks for usage, text for an estimate when usage is absent."""
+
+    def __init__(self, call: Call, kwargs: dict[str, Any]) -> None:
+        self.call = call
+        self.kwargs = kwargs
+        self.chunks: list[Any] = []
+        self.text: list[str] = []
+        self.model: str | None = None
+        self.done = False
+
+    def on_chunk(self, chunk: Any) -> None:
+        self.call.first_token()
+        self.chunks.append(chunk)
+        try:
+            choices = chunk.get("choices") if isinstance(chunk, dict) else getattr(chunk, "choices", None)
+            if choices:
+                delta = choices[0].get("delta") if isinstance(choices[0], dict) else getattr(choices[0], "delta", None)
+                content = delta.get("content") if isinstance(delta, dict) else getattr(delta, "content", None)
+                if isinstance(content, str):
+                    self.text.append(content)
+            model = chunk.get("model") if isinstance(chunk, dict) else getattr(chunk, "model", None)
+            if isinstance(model, str):
+                self.model = model
+        except Exception:
+            pass
+
+    def finish(self, exc: BaseException | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        from .run import normalize_usage_safely
+
+        self.call.received()
+        usage = normalize_usage_safely(self.chunks) if self.chunks else None
+        if usage is None and exc is None:
+            usage = self._estimate()
+        self.call.set_usage(usage)
+        if exc is None:
+            self.call.__exit__(None, None, None)
+        else:
+            self.call.__exit__(type(exc), exc, None)
+
+    def _estimate(self) -> Usage:
+        model = self.call.model
+        count = self.call.run.meter.count_tokens
+        prompt = count(model, self.kwargs.get("messages") or [])
+        output = count(model, "".join(self.text)) if self.text else 0
+        return Usage(input_tokens=prompt, output_tokens=output, estimated=True)
+
+
+class _Stream:
+    """Iterates a provider stream; records TTFT on the first chunk and usage at the end."""
+
+    def __init__(self, call: Call, response: Any, kwargs: dict[str, Any]) -> None:
+        self._state = _StreamState(call, kwargs)
+        self._it: Iterator[Any] = iter(response)
+        self.response = response
+
+    def __iter__(self) -> _Stream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            chunk = next(self._it)
+        except StopIteration:
+            self._state.finish(None)
+            raise
+        except BaseException as exc:
+            self._state.finish(exc)
+            raise
+        self._state.on_chunk(chunk)
+        return chunk
+
+    def close(self) -> None:
+        """Stop early: the call is recorded with what arrived so far."""
+        self._state.finish(None)
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            close()
+
+    def __del__(self) -> None:
+        if not self._state.done:
+            try:
+                self._state.finish(None)
+            except Exception:
+                pass
+
+
+class _AsyncStream:
+    """The async twin of ``_Stream`` (same state object, so the logic lives once)."""
+
+    def __init__(self, call: Call, response: Any, kwargs: dict[str, Any]) -> None:
+        self._state = _StreamState(call, kwargs)
+        self._it: AsyncIterator[Any] = response.__aiter__()
+
+    def __aiter__(self) -> _AsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self._it.__anext__()
+        except StopAsyncIteration:
+            self._state.finish(None)
+            raise
+        except BaseException as exc:
+            self._state.finish(exc)
+            raise
+        self._state.on_chunk(chunk)
+        return chunk

@@ -1,0 +1,398 @@
+"""``Meter``: the flight recorder and policy engine of one agent process, in one SQLite file."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import sqlite3
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import ConfigError, StorageError
+from .migrations import migrate
+from .policy.engine import Engine, Observation
+from .policy.spec import PolicySet, load_policies
+from .pricing import PriceTable
+from .recorder import Recorder, connect
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+    from .decision import Decision
+    from .run import Run
+
+__all__ = ["DEFAULT_DB", "Meter", "resolve_db_path"]
+
+log = logging.getLogger("agentmeter")
+
+DEFAULT_DB = "agentmeter.db"
+
+Compactor = Callable[[list[dict[str, Any]], int], list[dict[str, Any]]]
+
+_OPEN_METERS: weakref.WeakSet[Meter] = weakref.WeakSet()
+
+_SEED_COLUMNS = (
+    "id, ts, run_id, model, tags, cost_nano_usd, cost_status, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_write_tokens, reasoning_tokens, latency_ms, ttft_ms, status, "
+    "prompt_hash, usage_status"
+)
+
+
+def resolve_db_path(db: str | os.PathLike[str] | None) -> str:
+    """``db`` if given, else ``$AGENTMETER_DB``, else ``./agentmeter.db``."""
+    if db is not None:
+        return os.fspath(db)
+    return os.environ.get("AGENTMETER_DB") or DEFAULT_DB
+
+
+def observation_from_row(row: tuple[Any, ...]) -> Observation:
+    """An engine observation from a ``_SEED_COLUMNS`` row of ``agentmeter_calls``."""
+    (
+        _id,
+        ts,
+        run_id,
+        model,
+        tags,
+        cost,
+        _cost_status,
+        inp,
+        out,
+        cread,
+        cwrite,
+        reason,
+        latency,
+        ttft,
+        status,
+        phash,
+        usage_status,
+    ) = row
+    known = usage_status != "unknown"
+    prompt = (inp or 0) + (cread or 0) + (cwrite or 0) if known else None
+    return Observation(
+        ts=ts,
+        run_id=run_id,
+        model=model,
+        tags=_loads(tags),
+        samples=samples(
+            cost_nano=cost,
+            input_tokens=inp if known else None,
+            output_tokens=out if known else None,
+            cache_read_tokens=cread if known else None,
+            cache_write_tokens=cwrite if known else None,
+            reasoning_tokens=reason if known else None,
+            prompt_tokens=prompt,
+            latency_ms=latency,
+            ttft_ms=ttft,
+            error=status != "ok",
+            prompt_hash=phash,
+        ),
+    )
+
+
+def samples(
+    *,
+    cost_nano: int | None,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read_tokens: int | None,
+    cache_write_tokens: int | None,
+    reasoning_tokens: int | None,
+    prompt_tokens: int | None,
+    latency_ms: float | None,
+    ttft_ms: float | None,
+    error: bool,
+    prompt_hash: str | None,
+) -> dict[str, Any]:
+    """The per-call samples windows read (see ``policy.engine.SAMPLE_NAMES``)."""
+    return {
+        "cost": cost_nano,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_read_tokens": cache_read_tokens,
+        "cache_write_tokens": cache_write_tokens,
+        "reasoning_tokens": reasoning_tokens,
+        "prompt_tokens": prompt_tokens,
+        "total_tokens": prompt_tokens + output_tokens
+        if prompt_tokens is not None and output_tokens is not None
+        else None,
+        "latency_ms": latency_ms,
+        "ttft_ms": ttft_ms,
+        "error": 1 if error else 0,
+        "cost_unknown": 1 if cost_nano is None else 0,
+        "prompt_hash": prompt_hash,
+    }
+
+
+def _loads(tags: str | None) -> dict[str, Any]:
+    if not tags:
+        return {}
+    try:
+        value = json.loads(tags)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class Meter:
+    """Records every LLM call of an agent and decides, before each call, what policies ask for.
+
+    ``db``: a path (default ``$AGENTMETER_DB`` or ``./agentmeter.db``), ``":memory:"``, an open
+    ``sqlite3.Connection`` or a ``sqlite_utils.Database`` (the agent's own memory file is fine: only
+    ``agentmeter_*`` tables are touched). ``policies``: a path, a built-in name, YAML text or a
+    ``PolicySet``. ``tags`` apply to every run. ``pricing`` adds or overrides per-million-token
+    prices (merged over the policy file's ``pricing:``). ``compactor(messages, target_tokens)``
+    replaces the built-in compaction. ``pause``: ``"sleep"`` (wait on the clock) or ``"raise"``
+    (``PauseRequested``). ``on_decision`` callbacks get every decision that fired something.
+    ``completion_fn`` replaces ``litellm.completion`` (the simulated provider uses it);
+    ``token_counter(model, messages)`` replaces litellm's tokenizer for prompts not yet sent.
+    """
+
+    def __init__(
+        self,
+        db: str | os.PathLike[str] | sqlite3.Connection | Database | None = None,
+        *,
+        policies: str | os.PathLike[str] | PolicySet | None = None,
+        tags: Mapping[str, Any] | None = None,
+        clock: Clock | None = None,
+        pricing: Mapping[str, Mapping[str, Any]] | None = None,
+        compactor: Compactor | None = None,
+        pause: str = "sleep",
+        on_decision: Callable[[Decision], None] | list[Callable[[Decision], None]] | None = None,
+        completion_fn: Callable[..., Any] | None = None,
+        acompletion_fn: Callable[..., Any] | None = None,
+        max_retries: int = 2,
+        sync_s: float = 1.0,
+        token_counter: Callable[[str, Any], int] | None = None,
+    ) -> None:
+        if pause not in ("sleep", "raise"):
+            raise ConfigError(f"pause must be 'sleep' or 'raise', got {pause!r}")
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        self.policies = load_policies(policies)  # type: ignore[arg-type]
+        overrides: dict[str, Mapping[str, Any]] = {}
+        if self.policies is not None:
+            overrides.update(self.policies.pricing)
+        overrides.update(pricing or {})
+        self.prices = PriceTable(overrides=overrides) if overrides else PriceTable.default()
+        self.engine = Engine(self.policies) if self.policies is not None else None
+        self.tags = dict(tags or {})
+        self.compactor = compactor
+        self.pause_mode = pause
+        callbacks = on_decision if isinstance(on_decision, list) else [on_decision] if on_decision else []
+        self.on_decision: list[Callable[[Decision], None]] = callbacks
+        self.completion_fn = completion_fn
+        self.acompletion_fn = acompletion_fn
+        self.max_retries = max_retries
+        self.token_counter = token_counter
+        self.writer_id = uuid.uuid4().hex[:12]
+        self.internal_errors = 0
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._sync_s = sync_s
+        self._last_seen_id = 0
+        self.path, self._recorder = self._open(db)
+        _OPEN_METERS.add(self)
+
+    # -- storage -------------------------------------------------------------------------------
+    def _open(self, db: Any) -> tuple[str | None, Recorder]:
+        conn: sqlite3.Connection | None = None
+        if db is not None and not isinstance(db, str | os.PathLike | sqlite3.Connection):
+            conn = getattr(db, "conn", None)  # sqlite_utils.Database
+            if not isinstance(conn, sqlite3.Connection):
+                raise ConfigError(
+                    f"db must be a path, ':memory:', a sqlite3.Connection or a "
+                    f"sqlite_utils.Database, got {type(db).__name__}"
+                )
+        elif isinstance(db, sqlite3.Connection):
+            conn = db
+        path: str | None
+        if conn is not None:
+            path = _file_of(conn)
+            if path is None:
+                # An in-memory database the caller owns: write inline, on the caller's thread.
+                self._prepare(conn)
+                return None, Recorder(lambda: conn, threaded=False)
+        else:
+            path = resolve_db_path(db)
+        if path == ":memory:":
+            memory = connect(":memory:")
+            self._prepare(memory)
+            return None, Recorder(lambda: memory, threaded=False)
+
+        def connect_and_migrate() -> sqlite3.Connection:
+            c = connect(path)
+            migrate(c)
+            return c
+
+        try:
+            first = connect_and_migrate()
+        except StorageError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            self.warn_once(
+                "open",
+                f"agentmeter: cannot open the flight recorder at {path} ({exc}); the agent keeps "
+                "running, budgets are enforced from memory, rows are buffered and retried",
+            )
+            first = None
+        if first is not None:
+            self._seed(first)
+        recorder = Recorder(
+            connect_and_migrate,
+            initial=first,
+            on_idle=self._sync_foreign if self.engine is not None else None,
+            idle_s=self._sync_s,
+        )
+        return path, recorder
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        migrate(conn)
+        self._seed(conn)
+
+    def _seed(self, conn: sqlite3.Connection) -> None:
+        """Fill the windows of shared scopes from recorded calls, so budgets survive a restart."""
+        row = conn.execute("SELECT max(id) FROM agentmeter_calls").fetchone()
+        self._last_seen_id = row[0] or 0
+        if self.engine is None:
+            return
+        now = self.clock.now()
+        for kind, (seconds, count) in self.engine.window_plan().items():
+            if kind == "run":
+                continue  # a new run starts empty
+            ids: set[int] = set()
+            rows: list[tuple[Any, ...]] = []
+            if seconds is not None:
+                for r in conn.execute(
+                    f"SELECT {_SEED_COLUMNS} FROM agentmeter_calls WHERE ts > ? ORDER BY id",
+                    (now - seconds,),
+                ):
+                    ids.add(r[0])
+                    rows.append(r)
+            if count is not None:
+                partition = {
+                    "all": "1",
+                    "model": "model",
+                }.get(kind, f"json_extract(tags, '$.{kind[4:]}')")
+                for r in conn.execute(
+                    f"SELECT {_SEED_COLUMNS} FROM (SELECT *, row_number() OVER "
+                    f"(PARTITION BY {partition} ORDER BY id DESC) AS rn FROM agentmeter_calls) "
+                    "WHERE rn <= ? ORDER BY id",
+                    (count,),
+                ):
+                    if r[0] not in ids:
+                        rows.append(r)
+                rows.sort(key=lambda r: r[0])
+            for r in rows:
+                self.engine.observe(observation_from_row(r), kinds=(kind,))
+
+    def _sync_foreign(self, conn: sqlite3.Connection) -> None:
+        """Feed calls that other processes recorded into the shared scopes' windows."""
+        assert self.engine is not None
+        kinds = tuple(k for k in self.engine.scope_kinds if k != "run")
+        rows = conn.execute(
+            f"SELECT {_SEED_COLUMNS}, writer FROM agentmeter_calls WHERE id > ? ORDER BY id",
+            (self._last_seen_id,),
+        ).fetchall()
+        for r in rows:
+            self._last_seen_id = r[0]
+            if r[-1] != self.writer_id and kinds:
+                self.engine.observe(observation_from_row(r[:-1]), kinds=kinds)
+
+    # -- runs ----------------------------------------------------------------------------------
+    def run(
+        self,
+        name: str | None = None,
+        *,
+        tags: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> Run:
+        """Start a run (an agent task): a context manager whose exit marks it ended."""
+        from .run import Run
+
+        return Run(self, name=name, tags={**self.tags, **(tags or {})}, run_id=run_id)
+
+    def count_tokens(self, model: str, messages: Any) -> int:
+        """Prompt tokens of ``messages`` by the meter's ``token_counter`` or litellm's tokenizer."""
+        if self.token_counter is not None:
+            return int(self.token_counter(model, messages))
+        from .tokens import count_tokens
+
+        return count_tokens(model, messages)
+
+    def put(self, kind: str, row: tuple[Any, ...]) -> None:
+        self._recorder.put(kind, row)
+
+    # -- health --------------------------------------------------------------------------------
+    def warn_once(self, key: str, message: str) -> None:
+        """Log ``message`` once per meter and key."""
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        log.warning(message)
+
+    def health(self) -> dict[str, Any]:
+        """What the recorder did: committed rows, buffered rows, dropped rows, the last failure."""
+        h = self._recorder.health
+        return {
+            "path": self.path,
+            "committed": h.committed,
+            "buffered": h.buffered,
+            "dropped": h.dropped,
+            "degraded": h.degraded,
+            "last_error": h.last_error,
+            "internal_errors": self.internal_errors,
+            "warnings": list(self._warned_messages()),
+        }
+
+    def _warned_messages(self) -> list[str]:
+        return list(self._recorder.health.warnings)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every recorded row so far is committed (or buffered after a failure)."""
+        return self._recorder.flush(timeout_s)
+
+    def close(self) -> None:
+        """Flush everything and stop the writer. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._recorder.close()
+        _OPEN_METERS.discard(self)
+
+    def __enter__(self) -> Meter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Meter db={self.path or ':memory:'} policies={self.policies.source if self.policies else None}>"
+
+
+def _file_of(conn: sqlite3.Connection) -> str | None:
+    for _, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return file or None
+    return None
+
+
+@atexit.register
+def _close_open_meters() -> None:
+    for meter in list(_OPEN_METERS):
+        try:
+            meter.close()
+        except Exception:  # never let agentmeter fail an interpreter exit
+            pass
+
+
+def default_policies_path() -> Path:
+    """The shipped ``default.yaml``."""
+    return Path(__file__).resolve().parent / "policies" / "default.yaml"

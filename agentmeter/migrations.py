@@ -1,0 +1,110 @@
+"""The flight recorder's schema, as ordered, named migrations applied when a meter opens.
+
+Every table is prefixed ``agentmeter_`` so the recorder can share a file with the agent's own
+memory tables. Migration names are recorded in ``_sqlite_migrations`` (sqlite-utils' table) under
+the set ``agentmeter``; a database that has a migration this version does not know was written by
+a newer agentmeter and is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from .errors import StorageError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+MIGRATIONS = Migrations("agentmeter")
+
+
+@MIGRATIONS()
+def m001_initial(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS agentmeter_runs (
+            run_id TEXT PRIMARY KEY,
+            name TEXT,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            status TEXT NOT NULL DEFAULT 'running',
+            tags TEXT NOT NULL DEFAULT '{}',
+            policy_hash TEXT
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS agentmeter_calls (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT,
+            step INTEGER,
+            ts REAL NOT NULL,
+            requested_model TEXT,
+            model TEXT,
+            provider TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cache_read_tokens INTEGER,
+            cache_write_tokens INTEGER,
+            reasoning_tokens INTEGER,
+            cache_write_1h_tokens INTEGER,
+            usage_status TEXT NOT NULL,
+            cost_nano_usd INTEGER,
+            cost_status TEXT NOT NULL,
+            latency_ms REAL,
+            ttft_ms REAL,
+            pre_ms REAL,
+            post_ms REAL,
+            status TEXT NOT NULL,
+            error_type TEXT,
+            stream INTEGER NOT NULL DEFAULT 0,
+            prompt_hash TEXT,
+            max_tokens INTEGER,
+            reserved_nano_usd INTEGER,
+            tags TEXT NOT NULL DEFAULT '{}',
+            writer TEXT
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS agentmeter_decisions (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT,
+            step INTEGER,
+            ts REAL NOT NULL,
+            policy TEXT NOT NULL,
+            metric TEXT,
+            value REAL,
+            threshold REAL,
+            action TEXT NOT NULL,
+            scope TEXT,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS agentmeter_calls_ts ON agentmeter_calls (ts)")
+    db.execute("CREATE INDEX IF NOT EXISTS agentmeter_calls_run ON agentmeter_calls (run_id, id)")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS agentmeter_decisions_run ON agentmeter_decisions (run_id, id)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS agentmeter_runs_started ON agentmeter_runs (started_at)")
+
+
+SCHEMA_VERSION = len(MIGRATIONS._migrations)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring ``conn``'s database to this version's schema; refuse one from a newer agentmeter."""
+    db = Database(conn)
+    known = {m.name for m in MIGRATIONS._migrations}
+    applied = [m.name for m in MIGRATIONS.applied(db)]
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        raise StorageError(
+            f"this database was written by a newer agentmeter (it has migration(s) "
+            f"{', '.join(unknown)} that this version does not know); upgrade agentmeter "
+            f"(pip install -U agentmeter) to open it"
+        )
+    if len(applied) < len(known):
+        MIGRATIONS.apply(db)

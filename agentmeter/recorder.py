@@ -1,0 +1,322 @@
+"""The flight recorder's writer: rows go onto a queue on the agent's thread and into SQLite from one
+background thread, in batches, in WAL mode.
+
+Guarantees:
+
+- ``put`` never blocks and never raises: it is a ``SimpleQueue.put`` (~0.1 us).
+- The writer commits whatever is queued as soon as it can, so on a hard kill the calls lost are the
+  ones recorded since the last commit: in practice the last few milliseconds (see the README's
+  Reliability section for the measured loss window).
+- ``database is locked`` is retried with backoff (tenacity) and never surfaced.
+- Any other database failure (read-only file, missing directory, full disk) degrades the recorder:
+  one warning, rows kept in a bounded in-memory buffer and retried every ``retry_s``; past
+  ``max_buffered`` rows the oldest are dropped and counted. Recording resumes by itself when the
+  database is writable again.
+- ``flush()`` waits until everything queued so far is committed (or dropped); ``close()`` flushes
+  and stops the thread. An ``atexit`` hook flushes meters that were not closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
+
+log = logging.getLogger("agentmeter")
+
+CALL_COLUMNS = (
+    "run_id",
+    "step",
+    "ts",
+    "requested_model",
+    "model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cache_write_1h_tokens",
+    "usage_status",
+    "cost_nano_usd",
+    "cost_status",
+    "latency_ms",
+    "ttft_ms",
+    "pre_ms",
+    "post_ms",
+    "status",
+    "error_type",
+    "stream",
+    "prompt_hash",
+    "max_tokens",
+    "reserved_nano_usd",
+    "tags",
+    "writer",
+)
+DECISION_COLUMNS = (
+    "run_id",
+    "step",
+    "ts",
+    "policy",
+    "metric",
+    "value",
+    "threshold",
+    "action",
+    "scope",
+    "detail",
+)
+RUN_COLUMNS = ("run_id", "name", "started_at", "ended_at", "status", "tags", "policy_hash")
+
+_SQL = {
+    "call": f"INSERT INTO agentmeter_calls ({', '.join(CALL_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(CALL_COLUMNS))})",
+    "decision": f"INSERT INTO agentmeter_decisions ({', '.join(DECISION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(DECISION_COLUMNS))})",
+    "run": f"INSERT INTO agentmeter_runs ({', '.join(RUN_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
+    "ON CONFLICT(run_id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status",
+}
+# Runs first so a reader never sees a call whose run row is missing.
+_ORDER = ("run", "call", "decision")
+
+_STOP = object()
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
+
+
+def connect(path: str, *, timeout_s: float = 5.0) -> sqlite3.Connection:
+    """Open ``path`` for the recorder: WAL, synchronous=NORMAL, a busy timeout, owner-only if new."""
+    created = path != ":memory:" and not os.path.exists(path)
+    if created:
+        # Create the file readable by its owner only: it holds what the agent spent and on what.
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(fd)
+    conn = sqlite3.connect(path, timeout=timeout_s, check_same_thread=False, isolation_level=None)
+    if path != ":memory:":
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+@dataclass
+class RecorderHealth:
+    """What the recorder did: rows committed, rows waiting, rows dropped, the last failure."""
+
+    committed: int = 0
+    dropped: int = 0
+    buffered: int = 0
+    degraded: bool = False
+    last_error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class Recorder:
+    """One background thread that batches queued rows into SQLite."""
+
+    def __init__(
+        self,
+        connect_fn: Callable[[], sqlite3.Connection],
+        *,
+        max_batch: int = 5000,
+        max_buffered: int = 200_000,
+        retry_s: float = 1.0,
+        idle_s: float = 1.0,
+        on_idle: Callable[[sqlite3.Connection], None] | None = None,
+        threaded: bool = True,
+        initial: sqlite3.Connection | None = None,
+    ) -> None:
+        self._connect_fn = connect_fn
+        self._conn: sqlite3.Connection | None = initial
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._backlog: deque[tuple[str, tuple[Any, ...]]] = deque()
+        self.max_batch = max_batch
+        self.max_buffered = max_buffered
+        self.retry_s = retry_s
+        self.idle_s = idle_s
+        self.on_idle = on_idle
+        self.health = RecorderHealth()
+        self._warned = False
+        self._closed = False
+        self._lock = threading.Lock()  # serializes inline writes (threaded=False)
+        self._threaded = threaded
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(
+                target=self._run, name="agentmeter-recorder", daemon=True
+            )
+            self._thread.start()
+
+    # -- agent side --------------------------------------------------------------------------
+    def put(self, kind: str, row: tuple[Any, ...]) -> None:
+        """Queue one row (``kind`` is ``call``, ``decision`` or ``run``). Never blocks or raises."""
+        if self._threaded:
+            self._queue.put((kind, row))
+        else:
+            with self._lock:
+                self._backlog.append((kind, row))
+                self._write_backlog()
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every row queued before this call is committed or dropped."""
+        if not self._threaded:
+            with self._lock:
+                self._write_backlog()
+            return True
+        if self._thread is None or not self._thread.is_alive():
+            return False
+        done = threading.Event()
+        self._queue.put(("flush", done))
+        return done.wait(timeout_s)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Flush and stop the writer. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._threaded and self._thread is not None and self._thread.is_alive():
+            self._queue.put(("stop", _STOP))
+            self._thread.join(timeout_s)
+        else:
+            with self._lock:
+                self._write_backlog()
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+
+    # -- writer side -------------------------------------------------------------------------
+    def _run(self) -> None:
+        get = self._queue.get
+        while True:
+            waiters: list[threading.Event] = []
+            stop = False
+            try:
+                item = get(timeout=self.retry_s if self._backlog else self.idle_s)
+            except queue.Empty:
+                self._write_backlog()
+                self._idle()
+                continue
+            batch = self._backlog
+            count = 0
+            while True:
+                kind, payload = item
+                if kind == "flush":
+                    waiters.append(payload)
+                elif kind == "stop":
+                    stop = True
+                else:
+                    batch.append(item)
+                    count += 1
+                if count >= self.max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._write_backlog()
+            for waiter in waiters:
+                waiter.set()
+            if stop:
+                return
+
+    def _idle(self) -> None:
+        if self.on_idle is None or self.health.degraded:
+            return
+        try:
+            conn = self._connection()
+            self.on_idle(conn)
+        except Exception as exc:  # a failing sync must never kill the writer
+            log.debug("agentmeter: idle sync failed: %s", exc)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = self._connect_fn()
+        return self._conn
+
+    def _write_backlog(self) -> None:
+        """Commit the backlog in one transaction; on failure keep it (bounded) for the next try."""
+        backlog = self._backlog
+        if not backlog:
+            return
+        rows = list(backlog)
+        try:
+            self._commit(rows)
+        except Exception as exc:
+            self._degrade(exc)
+            overflow = len(backlog) - self.max_buffered
+            for _ in range(max(0, overflow)):
+                backlog.popleft()
+                self.health.dropped += 1
+            self.health.buffered = len(backlog)
+            return
+        backlog.clear()
+        self.health.committed += len(rows)
+        self.health.buffered = 0
+        if self.health.degraded:
+            self.health.degraded = False
+            log.warning("agentmeter: the flight recorder is writable again; recording resumed")
+
+    @retry(
+        retry=retry_if_exception(_is_locked),
+        wait=wait_random_exponential(multiplier=0.005, max=0.5),
+        stop=stop_after_delay(30),
+        reraise=True,
+    )
+    def _commit(self, rows: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        try:
+            conn = self._connection()
+        except sqlite3.Error:
+            self._conn = None
+            raise
+        grouped: dict[str, list[tuple[Any, ...]]] = {}
+        for kind, row in rows:
+            grouped.setdefault(kind, []).append(row)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for kind in _ORDER:
+                if kind in grouped:
+                    conn.executemany(_SQL[kind], grouped[kind])
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+
+    def _degrade(self, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        self.health.last_error = message
+        if not self.health.degraded:
+            self.health.degraded = True
+            self._conn_reset()
+        if not self._warned:
+            self._warned = True
+            text = (
+                f"agentmeter: cannot write the flight recorder ({message}); the agent keeps "
+                "running, budgets are enforced from memory, rows are buffered and retried"
+            )
+            self.health.warnings.append(text)
+            log.warning(text)
+
+    def _conn_reset(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None

@@ -1,0 +1,660 @@
+"""``Run`` (one agent task), ``Call`` (one timed LLM call) and ``CallRecord`` (what was recorded).
+
+Everything here runs on the agent's thread, so it does no SQL and builds no pydantic model: a
+recorded call is priced from a cached rate table, folded into in-memory windows and queued for the
+background writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .decision import Decision, Fired
+from .errors import BudgetExceeded, PauseRequested
+from .meter import samples
+from .normalize import normalize_usage
+from .policy.engine import Observation, Reservation
+from .pricing import cost_nano_usd, nano_to_usd
+from .usage import Usage
+
+if TYPE_CHECKING:
+    from .meter import Meter
+
+__all__ = ["Call", "CallRecord", "Run", "prompt_hash"]
+
+
+def prompt_hash(messages: Any) -> str | None:
+    """A short, stable hash of a prompt (messages or text), for loop detection. Content is not stored."""
+    if messages is None:
+        return None
+    try:
+        text = messages if isinstance(messages, str) else json.dumps(messages, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        text = repr(messages)
+    return hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One recorded call. ``cost`` is exact USD (``Decimal``) or ``None`` when unknown."""
+
+    run_id: str
+    step: int
+    ts: float
+    requested_model: str | None
+    model: str | None
+    provider: str | None
+    usage: Usage | None
+    cost_nano_usd: int | None
+    cost_status: str
+    latency_ms: float | None
+    ttft_ms: float | None
+    pre_ms: float | None
+    post_ms: float | None
+    status: str
+    error_type: str | None
+    stream: bool
+    prompt_hash: str | None
+
+    @property
+    def cost(self) -> Decimal | None:
+        """Exact cost in USD, or None when the price or the usage is unknown."""
+        return nano_to_usd(self.cost_nano_usd) if self.cost_nano_usd is not None else None
+
+
+class Run:
+    """One agent task: its calls, its decisions, its tags. A context manager; see ``Meter.run``."""
+
+    def __init__(
+        self,
+        meter: Meter,
+        *,
+        name: str | None,
+        tags: Mapping[str, Any],
+        run_id: str | None = None,
+    ) -> None:
+        self.meter = meter
+        self.run_id = run_id or uuid.uuid4().hex[:16]
+        self.name = name
+        self.tags = dict(tags)
+        self._tags_json = json.dumps(self.tags, sort_keys=True, default=str)
+        self.started_at = meter.clock.now()
+        self.status = "running"
+        self.step = 0
+        self.decisions: list[Decision] = []
+        self._step_lock = threading.Lock()
+        self._local = threading.local()
+        self._spent_nano = 0
+        self._unknown_cost_calls = 0
+        self.ended_at: float | None = None
+        self.last_record: CallRecord | None = None
+        meter.put("run", self._run_row())
+
+    def _run_row(self) -> tuple[Any, ...]:
+        policy_hash = self.meter.policies.digest if self.meter.policies else None
+        return (
+            self.run_id,
+            self.name,
+            self.started_at,
+            self.ended_at,
+            self.status,
+            self._tags_json,
+            policy_hash,
+        )
+
+    # -- recording -------------------------------------------------------------------------------
+    def call(
+        self,
+        model: str,
+        *,
+        tags: Mapping[str, Any] | None = None,
+        provider: str | None = None,
+        stream: bool = False,
+        messages: Any = None,
+        max_tokens: int | None = None,
+        pre_ms: float | None = None,
+        requested_model: str | None = None,
+    ) -> Call:
+        """Time one LLM call: ``with run.call("gpt-4o") as call: ...``. Errors are recorded, then re-raised."""
+        return Call(
+            self,
+            model=model,
+            tags=tags,
+            provider=provider,
+            stream=stream,
+            prompt_hash=prompt_hash(messages),
+            max_tokens=max_tokens,
+            pre_ms=pre_ms,
+            requested_model=requested_model,
+        )
+
+    def record(
+        self,
+        model: str | None = None,
+        usage: Usage | None = None,
+        *,
+        response: Any = None,
+        latency_ms: float | None = None,
+        ttft_ms: float | None = None,
+        pre_ms: float | None = None,
+        post_ms: float | None = None,
+        provider: str | None = None,
+        status: str = "ok",
+        error_type: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        requested_model: str | None = None,
+        messages: Any = None,
+        prompt_hash: str | None = None,
+        stream: bool = False,
+        max_tokens: int | None = None,
+        ts: float | None = None,
+    ) -> CallRecord | None:
+        """Record one finished call. Never raises for telemetry problems: it counts and warns once.
+
+        ``usage`` (a ``Usage``) or ``response`` (any provider payload ``normalize_usage`` reads);
+        ``latency_ms`` total; optional ``ttft_ms``, ``pre_ms``, ``post_ms``; ``status`` ``ok`` or
+        ``error`` with ``error_type``; ``tags`` merged over the run's.
+        """
+        try:
+            return self._record(
+                model,
+                usage,
+                response,
+                latency_ms,
+                ttft_ms,
+                pre_ms,
+                post_ms,
+                provider,
+                status,
+                error_type,
+                tags,
+                requested_model,
+                prompt_hash if prompt_hash is not None else _hash_of(messages),
+                stream,
+                max_tokens,
+                ts,
+            )
+        except Exception as exc:  # telemetry must never break the agent
+            self.meter.internal_errors += 1
+            self.meter.warn_once("record", f"agentmeter: could not record a call ({exc!r}); the agent continues")
+            return None
+
+    def _record(
+        self,
+        model: str | None,
+        usage: Usage | None,
+        response: Any,
+        latency_ms: float | None,
+        ttft_ms: float | None,
+        pre_ms: float | None,
+        post_ms: float | None,
+        provider: str | None,
+        status: str,
+        error_type: str | None,
+        tags: Mapping[str, Any] | None,
+        requested_model: str | None,
+        phash: str | None,
+        stream: bool,
+        max_tokens: int | None,
+        ts: float | None,
+    ) -> CallRecord:
+        meter = self.meter
+        if response is not None:
+            if usage is None:
+                usage = normalize_usage(response)
+            if model is None:
+                model = _response_model(response)
+        if usage is not None and not isinstance(usage, Usage):
+            usage = normalize_usage(usage)
+        cost = cost_nano_usd(model, usage, prices=meter.prices) if model and usage is not None else None
+        if cost is not None:
+            cost_status = "ok"
+        elif usage is None:
+            cost_status = "unknown_usage"
+        else:
+            cost_status = "unknown_model"
+            meter.warn_once(
+                f"price:{model}",
+                f"agentmeter: no price known for model {model!r}; its calls are recorded with "
+                "cost unknown (add it under `pricing:` in the policy file)",
+            )
+        if provider is None and model:
+            rates = meter.prices.rates(model)
+            provider = rates.provider if rates is not None else None
+        if provider is None and usage is not None and usage.provider != "litellm":
+            provider = usage.provider
+        now = meter.clock.now() if ts is None else ts
+        with self._step_lock:
+            self.step += 1
+            step = self.step
+            if cost is not None:
+                self._spent_nano += cost
+            else:
+                self._unknown_cost_calls += 1
+        tags_json = self._tags_json if not tags else json.dumps({**self.tags, **tags}, sort_keys=True, default=str)
+        reservation: Reservation | None = getattr(self._local, "reservation", None)
+        self._local.reservation = None
+        reserved = reservation.nano_usd if reservation is not None else None
+        if usage is not None:
+            inp, out, cr, cw, rs, cw1 = (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.reasoning_tokens,
+                usage.cache_write_1h_tokens,
+            )
+            usage_status = "estimated" if usage.estimated else "reported"
+            prompt = inp + cr + cw
+        else:
+            inp = out = cr = cw = rs = cw1 = prompt = None  # type: ignore[assignment]
+            usage_status = "unknown"
+        meter.put(
+            "call",
+            (
+                self.run_id,
+                step,
+                now,
+                requested_model or model,
+                model,
+                provider,
+                inp,
+                out,
+                cr,
+                cw,
+                rs,
+                cw1,
+                usage_status,
+                cost,
+                cost_status,
+                latency_ms,
+                ttft_ms,
+                pre_ms,
+                post_ms,
+                status,
+                error_type,
+                1 if stream else 0,
+                phash,
+                max_tokens,
+                reserved,
+                tags_json,
+                meter.writer_id,
+            ),
+        )
+        engine = meter.engine
+        if engine is not None:
+            engine.observe(
+                Observation(
+                    ts=now,
+                    run_id=self.run_id,
+                    model=model,
+                    tags=self.tags if not tags else {**self.tags, **tags},
+                    samples=samples(
+                        cost_nano=cost,
+                        input_tokens=inp,
+                        output_tokens=out,
+                        cache_read_tokens=cr,
+                        cache_write_tokens=cw,
+                        reasoning_tokens=rs,
+                        prompt_tokens=prompt,
+                        latency_ms=latency_ms,
+                        ttft_ms=ttft_ms,
+                        error=status != "ok",
+                        prompt_hash=phash,
+                    ),
+                ),
+                reservation,
+            )
+        record = CallRecord(
+            run_id=self.run_id,
+            step=step,
+            ts=now,
+            requested_model=requested_model or model,
+            model=model,
+            provider=provider,
+            usage=usage,
+            cost_nano_usd=cost,
+            cost_status=cost_status,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            pre_ms=pre_ms,
+            post_ms=post_ms,
+            status=status,
+            error_type=error_type,
+            stream=stream,
+            prompt_hash=phash,
+        )
+        self.last_record = record
+        return record
+
+    # -- deciding --------------------------------------------------------------------------------
+    def decide(
+        self,
+        model: str,
+        messages: Any = None,
+        prompt_tokens: int | None = None,
+        max_tokens: int | None = None,
+        *,
+        tags: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """What the policies ask for before calling ``model``: a ``Decision`` (nothing is applied).
+
+        With hard caps loaded, the call's worst-case cost is reserved against them until the call
+        is recorded on this thread (or the next ``decide`` on this thread releases it).
+        """
+        meter = self.meter
+        engine = meter.engine
+        if engine is None:
+            return Decision(model=model, requested_model=model, step=self.step + 1)
+        self._release_pending()
+        if prompt_tokens is None and messages is not None and engine.needs_prompt_tokens:
+            prompt_tokens = meter.count_tokens(model, messages)
+        prices = meter.prices
+
+        def worst_case(chosen: str) -> int | None:
+            return prices.worst_case_nano_usd(chosen, prompt_tokens or 0, max_tokens)
+
+        now = meter.clock.now()
+        decision, reservation = engine.decide(
+            now=now,
+            model=model,
+            run_id=self.run_id,
+            tags=self.tags if not tags else {**self.tags, **tags},
+            prompt_tokens=prompt_tokens,
+            worst_case=worst_case,
+            step=self.step + 1,
+        )
+        self._local.reservation = reservation
+        if decision.fired:
+            self._report(decision, now)
+        return decision
+
+    def _release_pending(self) -> None:
+        pending = getattr(self._local, "reservation", None)
+        if pending is not None:
+            self.meter.engine.release(pending)  # type: ignore[union-attr]
+            self._local.reservation = None
+
+    def _report(self, decision: Decision, now: float) -> None:
+        meter = self.meter
+        self.decisions.append(decision)
+        for fired in decision.fired:
+            if fired.transition == "active" and fired.action in ("downgrade", "no_stream"):
+                continue  # the transition was recorded when it fired
+            meter.put("decision", self._decision_row(fired, now, decision))
+            if fired.transition in ("fire", "warn", "recover"):
+                log_fired(fired)
+        for callback in meter.on_decision:
+            try:
+                callback(decision)
+            except Exception as exc:
+                meter.warn_once("on_decision", f"agentmeter: an on_decision callback failed: {exc!r}")
+
+    def _decision_row(self, fired: Fired, now: float, decision: Decision) -> tuple[Any, ...]:
+        detail: dict[str, Any] = {"transition": fired.transition, "reason": fired.reason, "stat": fired.stat}
+        if fired.action == "downgrade":
+            detail.update(requested_model=decision.requested_model, model=decision.model)
+        if fired.action == "pause":
+            detail["pause_s"] = round(decision.pause_s, 6)
+        if fired.action == "compact" and decision.compact is not None:
+            detail["target_tokens"] = decision.compact.target_tokens
+        detail.update(fired.detail)
+        return (
+            self.run_id,
+            decision.step,
+            now,
+            fired.policy,
+            fired.metric,
+            fired.value,
+            fired.threshold,
+            fired.action,
+            fired.scope,
+            json.dumps(detail, sort_keys=True, default=str),
+        )
+
+    def apply(self, decision: Decision, messages: list[dict[str, Any]] | None = None) -> list[dict[str, Any]] | None:
+        """Carry out a decision: raise on halt, wait (or raise) on pause, compact ``messages``.
+
+        Returns the messages to send (compacted when asked).
+        """
+        if decision.halt:
+            reasons = "; ".join(f.reason for f in decision.fired if f.action == "halt")
+            self.status = "halted"
+            raise BudgetExceeded(f"run {self.run_id} halted: {reasons}", decision=decision)
+        if decision.pause_s > 0:
+            if self.meter.pause_mode == "raise":
+                raise PauseRequested(
+                    f"pause {decision.pause_s:.1f}s: "
+                    + "; ".join(f.reason for f in decision.fired if f.action == "pause"),
+                    decision=decision,
+                    resume_at=decision.resume_at or self.meter.clock.now() + decision.pause_s,
+                    pause_s=decision.pause_s,
+                )
+            self.meter.clock.sleep(decision.pause_s)
+        if decision.compact is not None and messages:
+            messages = self.compact(messages, decision.compact.target_tokens, model=decision.model, step=decision.step)
+        return messages
+
+    def compact(
+        self, messages: list[dict[str, Any]], target_tokens: int, *, model: str = "gpt-4o", step: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Compact ``messages`` to ``target_tokens`` with the meter's compactor; record before/after."""
+        from .compaction import compact_messages
+
+        count = self.meter.count_tokens
+        before = count(model, messages)
+        compactor = self.meter.compactor
+        result = (
+            compactor(messages, target_tokens)
+            if compactor
+            else compact_messages(messages, target_tokens, model=model, count=count)
+        )
+        after = count(model, result)
+        detail = {"tokens_before": before, "tokens_after": after, "target_tokens": target_tokens,
+                  "messages_before": len(messages), "messages_after": len(result)}
+        self.meter.put(
+            "decision",
+            (self.run_id, step, self.meter.clock.now(), "compaction", "prompt_tokens", float(before),
+             float(target_tokens), "compacted", f"run {self.run_id}", json.dumps(detail, sort_keys=True)),
+        )
+        return result
+
+    # -- calling litellm -------------------------------------------------------------------------
+    def completion(self, **kwargs: Any) -> Any:
+        """``litellm.completion`` under the policies: decide, apply, call (with retries), record."""
+        from .completion import run_completion
+
+        return run_completion(self, kwargs)
+
+    async def acompletion(self, **kwargs: Any) -> Any:
+        """``litellm.acompletion`` under the policies (same steps as ``completion``)."""
+        from .completion import run_acompletion
+
+        return await run_acompletion(self, kwargs)
+
+    # -- summary ---------------------------------------------------------------------------------
+    @property
+    def spent(self) -> Decimal:
+        """Exact USD spent by this run's priced calls so far."""
+        return nano_to_usd(self._spent_nano)
+
+    @property
+    def unknown_cost_calls(self) -> int:
+        """How many of this run's calls have an unknown cost (not included in ``spent``)."""
+        return self._unknown_cost_calls
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def end(self, status: str | None = None) -> None:
+        """Mark the run ended (``ok`` unless given, ``halted`` after a halt). Idempotent."""
+        if self.ended_at is not None:
+            return
+        self._release_pending()
+        self.ended_at = self.meter.clock.now()
+        if status is not None:
+            self.status = status
+        elif self.status == "running":
+            self.status = "ok"
+        self.meter.put("run", self._run_row())
+        if self.meter.engine is not None:
+            self.meter.engine.end_run(self.run_id)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is None:
+            self.end()
+        elif issubclass(exc_type, BudgetExceeded):
+            self.end("halted")
+        else:
+            self.end("error")
+
+    def __repr__(self) -> str:
+        return f"<Run {self.run_id} {self.name!r} steps={self.step} spent=${self.spent}>"
+
+
+class Call:
+    """Times one call and records it on exit (see ``Run.call``).
+
+    Marks: ``sent()`` when the request leaves (the time before is ``pre_ms``), ``first_token()``
+    on the first streamed chunk (``ttft_ms``, idempotent), ``received()`` when the response is
+    complete (the time after is ``post_ms``).
+    """
+
+    __slots__ = (
+        "_received",
+        "_sent",
+        "_t0",
+        "max_tokens",
+        "model",
+        "pre_ms",
+        "prompt_hash",
+        "provider",
+        "record",
+        "requested_model",
+        "response",
+        "run",
+        "stream",
+        "tags",
+        "ttft_ms",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        run: Run,
+        *,
+        model: str,
+        tags: Mapping[str, Any] | None,
+        provider: str | None,
+        stream: bool,
+        prompt_hash: str | None,
+        max_tokens: int | None,
+        pre_ms: float | None,
+        requested_model: str | None,
+    ) -> None:
+        self.run = run
+        self.model = model
+        self.requested_model = requested_model
+        self.tags = tags
+        self.provider = provider
+        self.stream = stream
+        self.prompt_hash = prompt_hash
+        self.max_tokens = max_tokens
+        self.pre_ms = pre_ms
+        self.ttft_ms: float | None = None
+        self.usage: Usage | None = None
+        self.response: Any = None
+        self.record: CallRecord | None = None
+        self._sent: float | None = None
+        self._received: float | None = None
+        self._t0 = 0.0
+
+    def __enter__(self) -> Call:
+        self._t0 = self.run.meter.clock.monotonic()
+        return self
+
+    def sent(self) -> None:
+        """Mark the request as sent: the time since entering is ``pre_ms``."""
+        if self._sent is None:
+            self._sent = self.run.meter.clock.monotonic()
+            self.pre_ms = (self._sent - self._t0) * 1000.0
+
+    def first_token(self) -> None:
+        """Mark the first token (idempotent): ``ttft_ms`` counts from ``sent()`` or from entering."""
+        if self.ttft_ms is None:
+            start = self._sent if self._sent is not None else self._t0
+            self.ttft_ms = (self.run.meter.clock.monotonic() - start) * 1000.0
+
+    def received(self) -> None:
+        """Mark the response complete: the time until leaving the block is ``post_ms``."""
+        self._received = self.run.meter.clock.monotonic()
+
+    def set_usage(self, usage: Usage | Any) -> None:
+        """Set the call's usage: a ``Usage``, or any payload ``normalize_usage`` reads."""
+        self.usage = usage if usage is None or isinstance(usage, Usage) else normalize_usage(usage)
+
+    def set_response(self, response: Any) -> None:
+        """Set the provider response (usage and answering model are read from it)."""
+        self.response = response
+
+    def set_model(self, model: str) -> None:
+        """The model that actually answered, when it differs from the one named at entry."""
+        self.model = model
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        end = self.run.meter.clock.monotonic()
+        latency_ms = (end - self._t0) * 1000.0
+        post_ms = (end - self._received) * 1000.0 if self._received is not None else None
+        model = self.model
+        if self.response is not None and self.usage is None:
+            usage = normalize_usage_safely(self.response)
+        else:
+            usage = self.usage
+        self.record = self.run.record(
+            model=model,
+            usage=usage,
+            latency_ms=latency_ms,
+            ttft_ms=self.ttft_ms,
+            pre_ms=self.pre_ms,
+            post_ms=post_ms,
+            provider=self.provider,
+            status="ok" if exc_type is None else "error",
+            error_type=None if exc_type is None else exc_type.__name__,
+            tags=self.tags,
+            requested_model=self.requested_model,
+            prompt_hash=self.prompt_hash,
+            stream=self.stream,
+            max_tokens=self.max_tokens,
+        )
+
+
+def normalize_usage_safely(payload: Any) -> Usage | None:
+    """``normalize_usage`` that never raises."""
+    try:
+        return normalize_usage(payload)
+    except Exception:
+        return None
+
+
+def _hash_of(messages: Any) -> str | None:
+    return prompt_hash(messages) if messages is not None else None
+
+
+def _response_model(response: Any) -> str | None:
+    model = response.get("model") if isinstance(response, Mapping) else getattr(response, "model", None)
+    return model if isinstance(model, str) else None
+
+
+def log_fired(fired: Fired) -> None:
+    import logging
+
+    level = logging.WARNING if fired.action in ("halt", "pause", "alert", "warn") else logging.INFO
+    logging.getLogger("agentmeter").log(level, "agentmeter: %s", fired.reason)

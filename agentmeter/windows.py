@@ -1,0 +1,216 @@
+"""Rolling windows: exact statistics over the last N seconds or the last N samples.
+
+The maths lives here; what feeds the samples (live calls, the database when a meter opens, a
+replay) lives elsewhere. Every update and query is O(1) amortized except quantiles, which keep a
+sorted list (``bisect``): O(log n) to find, O(n) memmove to insert, a few microseconds at n=10,000.
+
+Quantiles are exact over the window's samples, by linear interpolation between the closest ranks
+(``numpy.percentile``'s default, ``method="linear"``): with sorted samples ``x[0..n-1]`` the q-th
+quantile is ``x[i] + (x[i+1] - x[i]) * f`` where ``i + f = q * (n - 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, insort
+from collections import Counter, deque
+from dataclasses import dataclass
+
+__all__ = ["QUANTILES", "STATS", "Window", "WindowSpec", "quantile_of_sorted"]
+
+QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+STATS = ("sum", "count", "rate", "mean", "max", "min", "last", *QUANTILES)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpec:
+    """Which samples a window keeps: those of the last ``seconds``, or the last ``count`` ones."""
+
+    seconds: float | None = None
+    count: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.seconds is None) == (self.count is None):
+            raise ValueError("a window is either time (seconds) or count, not both")
+
+    def describe(self) -> str:
+        if self.count is not None:
+            return f"last {self.count} calls"
+        return f"{_format_seconds(self.seconds or 0)}"
+
+
+def _format_seconds(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def quantile_of_sorted(values: list[float], q: float) -> float | None:
+    """Exact quantile ``q`` of already-sorted ``values`` by linear interpolation; None when empty."""
+    n = len(values)
+    if n == 0:
+        return None
+    position = q * (n - 1)
+    low = math.floor(position)
+    high = min(low + 1, n - 1)
+    fraction = position - low
+    return values[low] + (values[high] - values[low]) * fraction
+
+
+class Window:
+    """Samples ``(ts, value)`` of one metric in one scope, with the statistics a policy asks for.
+
+    ``sorted_values`` is kept only when a quantile is needed (``keep_sorted``), the monotonic max
+    queue only when ``max``/``min`` is, and a multiplicity counter only for ``keep_counts``
+    (repeated prompts). ``reserved`` holds budget reserved by in-flight calls (hard caps).
+    """
+
+    __slots__ = (
+        "_counts",
+        "_max",
+        "_min",
+        "_samples",
+        "_sorted",
+        "count_limit",
+        "last",
+        "reserved",
+        "seconds",
+        "total",
+    )
+
+    def __init__(
+        self,
+        spec: WindowSpec,
+        *,
+        keep_sorted: bool = False,
+        keep_extremes: bool = False,
+        keep_counts: bool = False,
+    ) -> None:
+        self.seconds = spec.seconds
+        self.count_limit = spec.count
+        self._samples: deque[tuple[float, float]] = deque()
+        self._sorted: list[float] | None = [] if keep_sorted else None
+        self._max: deque[tuple[float, float]] | None = deque() if keep_extremes else None
+        self._min: deque[tuple[float, float]] | None = deque() if keep_extremes else None
+        self._counts: Counter[object] | None = Counter() if keep_counts else None
+        self.total: float = 0
+        self.last: float | None = None
+        self.reserved: int = 0
+
+    # -- updates ---------------------------------------------------------------------------
+    def add(self, ts: float, value: float) -> None:
+        """Append a sample (samples arrive in non-decreasing ``ts`` order per window)."""
+        samples = self._samples
+        samples.append((ts, value))
+        self.total += value
+        self.last = value
+        if self._sorted is not None:
+            insort(self._sorted, value)
+        if self._max is not None and self._min is not None:
+            mx = self._max
+            while mx and mx[-1][1] <= value:
+                mx.pop()
+            mx.append((ts, value))
+            mn = self._min
+            while mn and mn[-1][1] >= value:
+                mn.pop()
+            mn.append((ts, value))
+        if self.count_limit is not None and len(samples) > self.count_limit:
+            self._drop_oldest()
+
+    def add_key(self, ts: float, key: object) -> None:
+        """Append a keyed sample (value 1) for multiplicity queries: repeated prompt hashes."""
+        self._samples.append((ts, key))  # type: ignore[arg-type]
+        if self._counts is not None:
+            self._counts[key] += 1
+        self.total += 1
+        if self.count_limit is not None and len(self._samples) > self.count_limit:
+            self._drop_oldest_key()
+
+    def _drop_oldest(self) -> None:
+        ts, value = self._samples.popleft()
+        self.total -= value
+        if self._sorted is not None:
+            del self._sorted[bisect_left(self._sorted, value)]
+        if self._max is not None and self._max[0] == (ts, value):
+            self._max.popleft()
+        if self._min is not None and self._min[0] == (ts, value):
+            self._min.popleft()
+
+    def _drop_oldest_key(self) -> None:
+        _, key = self._samples.popleft()
+        self.total -= 1
+        if self._counts is not None:
+            remaining = self._counts[key] - 1
+            if remaining:
+                self._counts[key] = remaining
+            else:
+                del self._counts[key]
+
+    def expire(self, now: float) -> None:
+        """Drop samples older than the time window (``ts <= now - seconds``)."""
+        if self.seconds is None:
+            return
+        horizon = now - self.seconds
+        samples = self._samples
+        drop = self._drop_oldest_key if self._counts is not None else self._drop_oldest
+        while samples and samples[0][0] <= horizon:
+            drop()
+        if not samples:
+            self.total = 0  # reset float drift when empty
+
+    # -- queries ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def stat(self, name: str, now: float) -> float | None:
+        """The statistic ``name`` over the window at ``now``; None when the window is empty."""
+        self.expire(now)
+        n = len(self._samples)
+        if name == "sum":
+            return self.total
+        if name == "count":
+            return n
+        if n == 0:
+            return None
+        if name == "mean":
+            return self.total / n
+        if name == "last":
+            return self.last
+        if name == "max":
+            return self._max[0][1] if self._max else None
+        if name == "min":
+            return self._min[0][1] if self._min else None
+        if name == "rate":
+            return self.total / self._span_s(now)
+        if name == "repeats":
+            return max(self._counts.values()) if self._counts else 0
+        q = QUANTILES.get(name)
+        if q is not None and self._sorted is not None:
+            return quantile_of_sorted(self._sorted, q)
+        raise ValueError(f"unknown statistic {name!r}")
+
+    def _span_s(self, now: float) -> float:
+        if self.seconds is not None:
+            return self.seconds
+        first = self._samples[0][0]
+        return max(now - first, 1e-9)
+
+    def time_until_at_most(self, level: float, now: float) -> float | None:
+        """Seconds from ``now`` until the window's sum (plus reservations) drops to ``level``.
+
+        Exact for time windows: samples leave at ``ts + seconds``, oldest first. None when waiting
+        cannot help (count windows, or the level is below what will remain).
+        """
+        self.expire(now)
+        excess = self.total + self.reserved - level
+        if excess <= 0:
+            return 0.0
+        if self.seconds is None:
+            return None
+        for ts, value in self._samples:
+            excess -= value
+            if excess <= 0:
+                return max(0.0, ts + self.seconds - now)
+        return None
