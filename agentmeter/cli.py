@@ -103,6 +103,13 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
         sys.exit(1)
 
 
+from .cli_inspect import register as _register_inspect  # noqa: E402
+from .cli_replay import register as _register_replay  # noqa: E402
+
+_register_inspect(cli)
+_register_replay(cli)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

@@ -63,6 +63,8 @@ def m001_initial(db: Database) -> None:
             prompt_hash TEXT,
             max_tokens INTEGER,
             reserved_nano_usd INTEGER,
+            decided_at REAL,
+            decided_prompt_tokens INTEGER,
             tags TEXT NOT NULL DEFAULT '{}',
             writer TEXT
         )"""

@@ -58,6 +58,8 @@ CALL_COLUMNS = (
     "prompt_hash",
     "max_tokens",
     "reserved_nano_usd",
+    "decided_at",
+    "decided_prompt_tokens",
     "tags",
     "writer",
 )

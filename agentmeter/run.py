@@ -239,9 +239,12 @@ class Run:
             else:
                 self._unknown_cost_calls += 1
         tags_json = self._tags_json if not tags else json.dumps({**self.tags, **tags}, sort_keys=True, default=str)
-        reservation: Reservation | None = getattr(self._local, "reservation", None)
-        self._local.reservation = None
+        local = self._local
+        reservation: Reservation | None = getattr(local, "reservation", None)
+        decided = getattr(local, "decided", None)
+        local.reservation = local.decided = None
         reserved = reservation.nano_usd if reservation is not None else None
+        decided_at, decided_prompt = decided if decided is not None else (None, None)
         if usage is not None:
             inp, out, cr, cw, rs, cw1 = (
                 usage.input_tokens,
@@ -284,6 +287,8 @@ class Run:
                 phash,
                 max_tokens,
                 reserved,
+                decided_at,
+                decided_prompt,
                 tags_json,
                 meter.writer_id,
             ),
@@ -372,6 +377,7 @@ class Run:
             step=self.step + 1,
         )
         self._local.reservation = reservation
+        self._local.decided = (now, prompt_tokens)
         if decision.fired:
             self._report(decision, now)
         return decision
