@@ -10,6 +10,7 @@ Importing this package is cheap: litellm, scipy and numpy load only where they a
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 # litellm must read its bundled price map, never fetch one: set before anything imports it.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -27,12 +28,32 @@ from .errors import (  # noqa: E402
 )
 from .meter import Meter  # noqa: E402
 from .normalize import normalize_usage  # noqa: E402
-from .policy.spec import PolicySet, load_policies, parse_policies  # noqa: E402
 from .pricing import PriceTable, compute_cost  # noqa: E402
 from .run import Call, CallRecord, Run  # noqa: E402
 from .usage import Usage  # noqa: E402
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .policy.spec import PolicySet, load_policies, parse_policies
+
+_LAZY = {
+    # pydantic and YAML load on first use of a policy file, not on import
+    "PolicySet": ("agentmeter.policy.spec", "PolicySet"),
+    "load_policies": ("agentmeter.policy.spec", "load_policies"),
+    "parse_policies": ("agentmeter.policy.spec", "parse_policies"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'agentmeter' has no attribute {name!r}")
 
 __all__ = [
     "AgentmeterError",

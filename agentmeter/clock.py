@@ -5,7 +5,6 @@ Everything else takes a ``Clock``: tests and replay move a fake clock and never 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Protocol
 
@@ -31,6 +30,8 @@ class SystemClock:
     sleep = staticmethod(time.sleep)
 
     async def asleep(self, seconds: float) -> None:
+        import asyncio
+
         await asyncio.sleep(seconds)
 
 

@@ -18,7 +18,6 @@ from .clock import SYSTEM_CLOCK, Clock
 from .errors import ConfigError, StorageError
 from .migrations import migrate
 from .policy.engine import Engine, Observation
-from .policy.spec import PolicySet, load_policies
 from .pricing import PriceTable
 from .recorder import Recorder, connect
 
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
     from .decision import Decision
+    from .policy.spec import PolicySet
     from .run import Run
 
 __all__ = ["DEFAULT_DB", "Meter", "resolve_db_path"]
@@ -174,7 +174,11 @@ class Meter:
         if pause not in ("sleep", "raise"):
             raise ConfigError(f"pause must be 'sleep' or 'raise', got {pause!r}")
         self.clock: Clock = clock or SYSTEM_CLOCK
-        self.policies = load_policies(policies)  # type: ignore[arg-type]
+        self.policies: PolicySet | None = None
+        if policies is not None:
+            from .policy.spec import load_policies  # pydantic and YAML load only when needed
+
+            self.policies = load_policies(policies)
         overrides: dict[str, Mapping[str, Any]] = {}
         if self.policies is not None:
             overrides.update(self.policies.pricing)

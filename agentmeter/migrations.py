@@ -9,18 +9,29 @@ a newer agentmeter and is refused rather than guessed at.
 from __future__ import annotations
 
 import sqlite3
-
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .errors import StorageError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
-MIGRATIONS = Migrations("agentmeter")
+__all__ = ["MIGRATION_SET", "STEPS", "migrate", "schema_version"]
+
+MIGRATION_SET = "agentmeter"
+# Ordered, named migration functions. sqlite-utils (imported on first use: it pulls in numpy when
+# installed, ~0.2 s) applies them and records their names in ``_sqlite_migrations``.
+STEPS: list[Callable[[Database], None]] = []
 
 
-@MIGRATIONS()
+def step(func: Callable[[Database], None]) -> Callable[[Database], None]:
+    """Register ``func`` as the next migration (its name is what is recorded)."""
+    STEPS.append(func)
+    return func
+
+
+@step
 def m001_initial(db: Database) -> None:
     db.execute(
         """
@@ -93,14 +104,24 @@ def m001_initial(db: Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS agentmeter_runs_started ON agentmeter_runs (started_at)")
 
 
-SCHEMA_VERSION = len(MIGRATIONS._migrations)
+def schema_version() -> int:
+    """How many migrations this version knows."""
+    return len(STEPS)
+
+
+def _migrations() -> Any:
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations(MIGRATION_SET)
+    for func in STEPS:
+        migrations()(func)
+    return migrations
 
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring ``conn``'s database to this version's schema; refuse one from a newer agentmeter."""
-    db = Database(conn)
-    known = {m.name for m in MIGRATIONS._migrations}
-    applied = [m.name for m in MIGRATIONS.applied(db)]
+    known = {func.__name__ for func in STEPS}
+    applied = _applied(conn)
     unknown = [name for name in applied if name not in known]
     if unknown:
         raise StorageError(
@@ -108,5 +129,19 @@ def migrate(conn: sqlite3.Connection) -> None:
             f"{', '.join(unknown)} that this version does not know); upgrade agentmeter "
             f"(pip install -U agentmeter) to open it"
         )
-    if len(applied) < len(known):
-        MIGRATIONS.apply(db)
+    if len(set(applied) & known) < len(known):
+        from sqlite_utils import Database
+
+        _migrations().apply(Database(conn))
+
+
+def _applied(conn: sqlite3.Connection) -> list[str]:
+    """Names of the agentmeter migrations already applied (no sqlite-utils needed to read them)."""
+    try:
+        rows = conn.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY rowid",
+            (MIGRATION_SET,),
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    return [row[0] for row in rows]

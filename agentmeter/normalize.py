@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from agentmeter._adapters import FAMILIES, HINT_FAMILY
+from agentmeter._adapters import FAMILIES, HINT_FAMILY, Accumulator
 from agentmeter._adapters._common import first, from_litellm, get
 from agentmeter.usage import Usage
 
@@ -63,8 +63,24 @@ _COHERE_EVENTS = frozenset(
         "debug",
     }
 )
-_CHAT_OBJECTS = frozenset({"chat.completion", "chat.completion.chunk", "text_completion", "response"})
-_GEMINI_KEYS = ("usageMetadata", "usage_metadata", "candidates", "promptFeedback", "prompt_feedback")
+_CHAT_OBJECTS = frozenset(
+    {"chat.completion", "chat.completion.chunk", "text_completion", "response"}
+)
+_GEMINI_KEYS = (
+    "usageMetadata",
+    "usage_metadata",
+    "candidates",
+    "promptFeedback",
+    "prompt_feedback",
+)
+_ANTHROPIC_USAGE_KEYS = (
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "cache_creation",
+    "iterations",
+    "server_tool_use",
+    "inference_geo",
+)
 _BEDROCK_EVENTS = (
     "metadata",
     "messageStart",
@@ -139,9 +155,13 @@ def _usage_family(usage: Any) -> str | None:
     if first(usage, "prompt_tokens", "completion_tokens") is not None:
         return "openai"
     if first(usage, "input_tokens", "output_tokens") is not None:
-        # Both Anthropic and the Responses API say input_tokens; only the latter nests details
-        # and sends a total. Without either the two readings give the same buckets.
-        if first(usage, "input_tokens_details", "output_tokens_details", "total_tokens") is not None:
+        # Both Anthropic and the Responses API say input_tokens (with opposite cache containment).
+        # Anthropic-only names win; then Responses-only ones; with neither, both readings agree.
+        if first(usage, *_ANTHROPIC_USAGE_KEYS) is not None:
+            return "anthropic"
+        if first(usage, "input_tokens_details", "total_tokens") is not None:
+            return "openai"
+        if first(get(usage, "output_tokens_details"), "reasoning_tokens") is not None:
             return "openai"
         return "anthropic"
     return None
@@ -166,7 +186,7 @@ def _normalize(payload: Any, provider: str | None, family: str | None) -> Usage 
         # but not an Iterator, and a request dict's "stream": True is neither.
         if events is not None and get(payload, "usage") is None and _is_event_stream(events):
             chunks = events
-    accumulators: dict[str, Any] = {}
+    accumulators: dict[str, Accumulator] = {}
     for chunk in chunks:
         name = family or detect_provider_family(chunk)
         if name is None:

@@ -34,8 +34,11 @@ def parse_money_usd(value: object) -> Decimal:
     if isinstance(value, bool):
         raise ValueError(f"expected an amount like '$2.00', got {value!r}")
     text = str(value).strip().replace(",", "").replace("_", "")
+    sign = ""
+    if text[:1] in "+-" and text[1:2] == "$":
+        sign, text = text[0], text[1:]
     if text.startswith("$"):
-        text = text[1:].strip()
+        text = sign + text[1:].strip()
     elif text.upper().endswith("USD"):
         text = text[:-3].strip()
     try:

@@ -152,10 +152,11 @@ class Window:
         """Drop samples older than the time window (``ts <= now - seconds``)."""
         if self.seconds is None:
             return
-        horizon = now - self.seconds
+        seconds = self.seconds
         samples = self._samples
         drop = self._drop_oldest_key if self._counts is not None else self._drop_oldest
-        while samples and samples[0][0] <= horizon:
+        # A sample leaves at exactly ts + seconds (the same float the pause maths computes).
+        while samples and samples[0][0] + seconds <= now:
             drop()
         if not samples:
             self.total = 0  # reset float drift when empty
@@ -212,5 +213,9 @@ class Window:
         for ts, value in self._samples:
             excess -= value
             if excess <= 0:
-                return max(0.0, ts + self.seconds - now)
+                resume = ts + self.seconds
+                wait = max(0.0, resume - now)
+                while now + wait < resume:  # float rounding must never resume a hair early
+                    wait = math.nextafter(wait, math.inf)
+                return wait
         return None

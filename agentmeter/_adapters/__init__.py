@@ -6,16 +6,29 @@ Each family exposes a stream accumulator with ``feed(chunk)`` and ``result(provi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from agentmeter.usage import Usage
+
 from .anthropic import AnthropicStream
 from .bedrock import BedrockStream
 from .cohere import CohereStream
 from .gemini import GeminiStream
 from .openai import OpenAIStream
 
-__all__ = ["FAMILIES", "HINT_FAMILY"]
+__all__ = ["FAMILIES", "HINT_FAMILY", "Accumulator"]
 
-FAMILIES: dict[str, type[OpenAIStream | AnthropicStream | GeminiStream | BedrockStream | CohereStream]]
-FAMILIES = {
+
+class Accumulator(Protocol):
+    """Collects one call's usage from its chunks, then parses it once."""
+
+    def feed(self, chunk: Any) -> None: ...
+
+    def result(self, provider: str | None) -> Usage | None: ...
+
+
+FAMILIES: dict[str, Callable[[], Accumulator]] = {
     "openai": OpenAIStream,
     "anthropic": AnthropicStream,
     "gemini": GeminiStream,

@@ -37,7 +37,9 @@ def parse_usage(usage: Any, provider: str = "anthropic") -> Usage | None:
     iterations = get(usage, "iterations")
     if isinstance(iterations, (list, tuple)) and iterations:
         parts = [_counts(item) for item in iterations]
-        input_tokens, output_tokens, read, write, write_1h = (sum(col) for col in zip(*parts))
+        input_tokens, output_tokens, read, write, write_1h = (
+            sum(col) for col in zip(*parts, strict=True)
+        )
     else:
         input_tokens, output_tokens, read, write, write_1h = _counts(usage)
     thinking = field(get(usage, "output_tokens_details"), "thinking_tokens")

@@ -91,18 +91,16 @@ def _chat(usage: Any, provider: str) -> Usage:
     details = get(usage, "prompt_tokens_details")
     hit = field(usage, "prompt_cache_hit_tokens")
     miss = field(usage, "prompt_cache_miss_tokens")
-    if hit is not None:
-        cache_read = hit  # DeepSeek's own field wins over its OpenAI-compatible mirror
-    else:
-        cache_read = count(first(details, "cached_tokens"))
-        if cache_read is None:
-            cache_read = field(usage, "cache_read_input_tokens")
-    # One number under three names (see module docstring): take the first, never add them.
-    cache_write = count(first(details, "cache_write_tokens", "cache_creation_tokens"))
-    if cache_write is None:
-        cache_write = field(usage, "cache_creation_input_tokens")
-    cache_read = cache_read or 0
-    cache_write = cache_write or 0
+    # DeepSeek's own hit count wins over its OpenAI-compatible mirror; litellm mirrors reads and
+    # writes under several names (see module docstring): take the first sent, never add them.
+    cache_read = _sent(
+        hit, field(details, "cached_tokens"), field(usage, "cache_read_input_tokens")
+    )
+    cache_write = _sent(
+        field(details, "cache_write_tokens"),
+        field(details, "cache_creation_tokens"),
+        field(usage, "cache_creation_input_tokens"),
+    )
     input_tokens = subtract(prompt, cache_read, cache_write)
     if miss is not None and hit is not None and miss != input_tokens:
         raise Unusable(f"DeepSeek hit {hit} + miss {miss} != prompt_tokens {prompt}")
@@ -118,6 +116,14 @@ def _chat(usage: Any, provider: str) -> Usage:
         reasoning_tokens=reasoning or 0,
         cache_write_1h_tokens=field(ttl, "ephemeral_1h_input_tokens") or 0,
     )
+
+
+def _sent(*counts: int | None) -> int:
+    """The first count the provider sent (``None`` means absent), or 0."""
+    for value in counts:
+        if value is not None:
+            return value
+    return 0
 
 
 def _responses(usage: Any, provider: str) -> Usage:
@@ -137,7 +143,10 @@ def _responses(usage: Any, provider: str) -> Usage:
 
 
 def _is_usage(obj: Any) -> bool:
-    return first(obj, "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens") is not None
+    return (
+        first(obj, "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens")
+        is not None
+    )
 
 
 class OpenAIStream:

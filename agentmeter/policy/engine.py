@@ -10,12 +10,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..decision import Compact, Decision, Fired
 from ..windows import QUANTILES, Window, WindowSpec
 from .metrics import METRICS
-from .spec import PolicyRule, PolicySet, Threshold
+
+if TYPE_CHECKING:
+    from .spec import PolicyRule, PolicySet, Threshold
 
 __all__ = ["Engine", "Observation", "Reservation"]
 

@@ -12,10 +12,20 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import ConfigError
 from ..units import parse_count, parse_duration_s, parse_percent, parse_quantity
@@ -83,6 +93,8 @@ def _line_of(document: Any, loc: tuple[Any, ...]) -> int | None:
     """The line of the deepest node of ``loc`` that the YAML document knows."""
     node, line = document, getattr(document, "line", None)
     for part in loc:
+        if part in _FORM_TAGS:
+            continue
         if isinstance(node, _Lines) and part in node:
             line = node.key_lines.get(part, line)
             node = node[part]
@@ -99,7 +111,9 @@ def _path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif str(part).startswith(("function-", "union[", "str", "dict[", "list[")):
+        elif part in _FORM_TAGS or str(part).startswith(
+            ("function-", "union[", "str", "dict[", "list[")
+        ):
             continue  # pydantic's union branch labels say nothing to the user
         else:
             text += f".{part}" if text else str(part)
@@ -130,6 +144,37 @@ class ConditionSpec(_Strict):
             raise ValueError(f"unknown metric '{value}'; {_suggest(value, tuple(METRICS))}")
         return value
 
+    @field_validator("stat")
+    @classmethod
+    def _stat_applies(cls, value: str | None, info: ValidationInfo) -> str | None:
+        metric = METRICS.get(info.data.get("metric", ""))
+        if value is not None and metric is not None and value not in metric.stats:
+            raise ValueError(
+                f"stat '{value}' does not apply to metric '{metric.name}'; "
+                f"{_suggest(value, metric.stats)}"
+            )
+        return value
+
+    @field_validator("above", "below")
+    @classmethod
+    def _threshold(cls, value: Any, info: ValidationInfo) -> Any:
+        metric = METRICS.get(info.data.get("metric", ""))
+        if value is None or metric is None:
+            return value
+        example = {"usd": '"$2.00"', "ms": "8s or 8000", "tokens": "100k", "ratio": '"20%"'}.get(
+            metric.unit, "3"
+        )
+        try:
+            number = parse_quantity(value, metric.unit)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a threshold for {metric.name} (unit: {metric.unit}); "
+                f"write it like {example}"
+            ) from None
+        if number < 0:
+            raise ValueError(f"the threshold must not be negative, got {value!r}")
+        return value
+
     @field_validator("window")
     @classmethod
     def _window(cls, value: str | None) -> str | None:
@@ -154,11 +199,6 @@ class ConditionSpec(_Strict):
     def _consistent(self) -> ConditionSpec:
         metric = METRICS[self.metric]
         stat = self.stat or metric.default_stat
-        if stat not in metric.stats:
-            raise ValueError(
-                f"stat '{stat}' does not apply to metric '{self.metric}'; "
-                f"{_suggest(stat, metric.stats)}"
-            )
         if self.window is not None and self.last is not None:
             raise ValueError("give either 'window' (a time like 10m) or 'last' (a count), not both")
         if self.above is None and self.below is None:
@@ -167,10 +207,6 @@ class ConditionSpec(_Strict):
             )
         if self.above is not None and self.below is not None:
             raise ValueError("give either 'above' or 'below', not both")
-        threshold = self.above if self.above is not None else self.below
-        value = parse_quantity(threshold, metric.unit)
-        if value < 0:
-            raise ValueError(f"the threshold must not be negative, got {threshold!r}")
         if stat == "next" and self.metric != "prompt_tokens":
             raise ValueError("stat 'next' only applies to prompt_tokens")
         if self.window is None and self.last is None and stat not in ("next", "last"):
@@ -189,12 +225,32 @@ class AllSpec(_Strict):
     all: list[ConditionSpec] = Field(min_length=1)
 
 
+def _when_form(value: Any) -> str:
+    if isinstance(value, Mapping) and "any" in value:
+        return "any-form"
+    if isinstance(value, Mapping) and "all" in value:
+        return "all-form"
+    if isinstance(value, BaseModel):
+        return {AnySpec: "any-form", AllSpec: "all-form"}.get(type(value), "condition-form")
+    return "condition-form"
+
+
+_FORM_TAGS = ("condition-form", "any-form", "all-form")
+
+When = Annotated[
+    Annotated[ConditionSpec, Tag("condition-form")]
+    | Annotated[AnySpec, Tag("any-form")]
+    | Annotated[AllSpec, Tag("all-form")],
+    Discriminator(_when_form),
+]
+
+
 class PolicySpec(_Strict):
     """One policy: a name, a condition, actions, and the hysteresis that keeps it from flapping."""
 
     name: str = Field(min_length=1)
     description: str | None = None
-    when: ConditionSpec | AnySpec | AllSpec
+    when: When
     then: list[str | dict[str, Any]] = Field(min_length=1)
     warn_at: str | float | None = None
     cooldown: str | float | None = None
@@ -543,6 +599,8 @@ def parse_policies(text: str, *, source: str = "<string>") -> PolicySet:
                 message = f"unknown field '{loc[-1]}'; {_suggest(str(loc[-1]), parent)}"
             elif error["type"] == "missing":
                 message = f"missing required field '{loc[-1]}'"
+            elif error["type"] == "literal_error" and loc == ("version",):
+                message = f"unsupported version {error['input']!r}; this agentmeter reads version: 1"
             problems.append(f"{where}: {_path(loc)}: {message}")
         problems = _dedupe_union_noise(problems)
         raise ConfigError("\n".join(problems), problems=problems) from None
@@ -552,7 +610,7 @@ def parse_policies(text: str, *, source: str = "<string>") -> PolicySet:
 
 
 def _parent_fields(loc: tuple[Any, ...]) -> tuple[str, ...]:
-    names = [str(p) for p in loc[:-1] if not isinstance(p, int)]
+    names = [str(p) for p in loc[:-1] if not isinstance(p, int) and p not in _FORM_TAGS]
     parent = names[-1] if names else ""
     model: type[BaseModel] = {
         "policies": PolicySpec,
@@ -580,8 +638,15 @@ def _check_pricing(pricing: Mapping[str, Any], source: str, document: Any) -> No
     try:
         PriceTable(overrides=pricing, load_map=False)
     except ConfigError as exc:
-        line = _line_of(document, ("pricing",))
-        raise ConfigError(f"{source}:{line}: pricing: {exc}") from None
+        problems = []
+        for problem in exc.problems:
+            model = next(
+                (m for m in sorted(pricing, key=len, reverse=True) if problem.startswith(f"pricing.{m}")),
+                None,
+            )
+            line = _line_of(document, ("pricing", model) if model else ("pricing",))
+            problems.append(f"{source}:{line}: {problem}")
+        raise ConfigError("\n".join(problems), problems=problems) from None
 
 
 def load_policies(source: str | Path | PolicySet | None) -> PolicySet | None:

@@ -1,0 +1,124 @@
+"""Rolling windows equal a brute-force computation over the same samples."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentmeter.windows import QUANTILES, Window, WindowSpec, quantile_of_sorted
+
+values = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
+gaps = st.floats(min_value=0, max_value=50, allow_nan=False)
+
+
+def brute(samples, now, spec, stat):
+    if spec.seconds is not None:
+        kept = [v for ts, v in samples if ts > now - spec.seconds]
+    else:
+        kept = [v for _, v in samples][-spec.count :]
+    if stat == "sum":
+        return sum(kept)
+    if stat == "count":
+        return len(kept)
+    if not kept:
+        return None
+    if stat == "mean":
+        return sum(kept) / len(kept)
+    if stat == "max":
+        return max(kept)
+    if stat == "min":
+        return min(kept)
+    if stat == "last":
+        return kept[-1]
+    return float(np.percentile(kept, QUANTILES[stat] * 100))
+
+
+@pytest.mark.parametrize("stat", ["sum", "count", "mean", "max", "min", "last", *QUANTILES])
+@pytest.mark.parametrize(
+    "spec", [WindowSpec(seconds=60), WindowSpec(count=7)], ids=["time-60s", "count-7"]
+)
+@settings(max_examples=60, deadline=None)
+@given(data=st.lists(st.tuples(gaps, values), min_size=0, max_size=60), probe=gaps)
+def test_statistic_equals_brute_force(stat, spec, data, probe):
+    window = Window(spec, keep_sorted=True, keep_extremes=True)
+    samples, now = [], 1000.0
+    for gap, value in data:
+        now += gap
+        window.add(now, value)
+        samples.append((now, value))
+        got, want = window.stat(stat, now), brute(samples, now, spec, stat)
+        if want is None:
+            assert got is None
+        else:
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-6)
+    now += probe
+    want = brute(samples, now, spec, stat)
+    got = window.stat(stat, now)
+    assert (got is None) if want is None else got == pytest.approx(want, rel=1e-9, abs=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(values, min_size=1, max_size=200), st.sampled_from(sorted(QUANTILES.values())))
+def test_quantile_matches_numpy_linear(xs, q):
+    assert quantile_of_sorted(sorted(xs), q) == pytest.approx(float(np.percentile(xs, q * 100)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.lists(st.tuples(gaps, st.integers(0, 10_000)), min_size=1, max_size=40), level=st.integers(0, 50_000))
+def test_time_until_at_most_is_exact(data, level):
+    """Waiting the returned time brings the sum to the level; waiting any less does not."""
+    spec = WindowSpec(seconds=100)
+    window = Window(spec)
+    now = 0.0
+    for gap, value in data:
+        now += gap
+        window.add(now, value)
+    wait = window.time_until_at_most(level, now)
+    assert wait is not None  # every sample leaves a time window eventually
+    clone = Window(spec)
+    for ts, value in list(window._samples):
+        clone.add(ts, value)
+    assert clone.stat("sum", now + wait) <= level
+    if wait > 0:
+        later = Window(spec)
+        for ts, value in list(window._samples):
+            later.add(ts, value)
+        assert later.stat("sum", now + wait - 1e-6) > level
+
+
+def test_integer_sums_stay_exact():
+    window = Window(WindowSpec(seconds=10))
+    for i in range(10_000):
+        window.add(float(i), 123_456_789)
+    assert window.stat("sum", 9_999.0) == 10 * 123_456_789
+    assert isinstance(window.stat("sum", 9_999.0), int)
+
+
+def test_repeats_counts_the_most_repeated_key():
+    window = Window(WindowSpec(count=5), keep_counts=True)
+    for key in ["a", "b", "a", "c", "a", "b"]:
+        window.add_key(0.0, key)
+    # last 5: b a c a b -> a and b twice each
+    assert window.stat("repeats", 0.0) == 2
+    window.add_key(0.0, "a")  # a c a b a
+    assert window.stat("repeats", 0.0) == 3
+
+
+def test_rate_over_time_window_is_sum_per_second():
+    window = Window(WindowSpec(seconds=60))
+    for i in range(30):
+        window.add(float(i), 1)
+    assert window.stat("rate", 29.0) == pytest.approx(30 / 60)
+
+
+def test_empty_window_stats():
+    window = Window(WindowSpec(count=3), keep_sorted=True)
+    assert window.stat("sum", 0.0) == 0
+    assert window.stat("count", 0.0) == 0
+    assert window.stat("p90", 0.0) is None
+    assert window.stat("mean", 0.0) is None
+    assert math.isclose(window.time_until_at_most(0, 0.0), 0.0)
