@@ -13,7 +13,7 @@ _COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 _COUNT_SCALE = {"": 1, "k": 1_000, "K": 1_000, "m": 1_000_000, "M": 1_000_000}
 
 
-def parse_duration_s(value: object) -> float:
+def parse_duration_s(value: object, *, allow_zero: bool = False) -> float:
     """Seconds from ``"250ms"``, ``"30s"``, ``"10m"``, ``"24h"``, ``"7d"`` or a bare number of seconds."""
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like '30s', '10m' or '24h', got {value!r}")
@@ -24,7 +24,7 @@ def parse_duration_s(value: object) -> float:
         if not match:
             raise ValueError(f"expected a duration like '30s', '10m' or '24h', got {value!r}")
         seconds = float(match.group(1)) * _DURATION_S[match.group(2)]
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError(f"a duration must be positive, got {value!r}")
     return seconds
 

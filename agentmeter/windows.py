@@ -173,6 +173,8 @@ class Window:
             return self.total
         if name == "count":
             return n
+        if name == "repeats":
+            return max(self._counts.values()) if self._counts else 0
         if n == 0:
             return None
         if name == "mean":
@@ -185,8 +187,6 @@ class Window:
             return self._min[0][1] if self._min else None
         if name == "rate":
             return self.total / self._span_s(now)
-        if name == "repeats":
-            return max(self._counts.values()) if self._counts else 0
         q = QUANTILES.get(name)
         if q is not None and self._sorted is not None:
             return quantile_of_sorted(self._sorted, q)

@@ -342,6 +342,27 @@ class Engine:
         )
         return decision, reservation
 
+    def value(
+        self,
+        policy: str,
+        *,
+        now: float,
+        run_id: str | None = None,
+        model: str = "",
+        tags: Mapping[str, Any] | None = None,
+        prompt_tokens: int | None = None,
+    ) -> float | None:
+        """What ``policy``'s (first) condition measures now, in its display unit; no state changes."""
+        rule = next((r for r in self.rules if r.name == policy), None)
+        if rule is None:
+            raise KeyError(f"no policy named {policy!r}")
+        cond = rule.conditions[0]
+        key = _scope_value(cond.scope, run_id, model, tags or {})
+        if key is None:
+            return None
+        with self._lock:
+            return self._measure(cond, key, now, prompt_tokens).value
+
     def downgrade(self, model: str, steps: int) -> str:
         """``model`` moved ``steps`` down its ladder (as far as the ladder goes)."""
         if steps <= 0:

@@ -272,9 +272,16 @@ class PolicySpec(_Strict):
             raise ValueError(f"warn_at is a share of the threshold like '80%', got {value!r}")
         return value
 
-    @field_validator("cooldown", "recover_after")
+    @field_validator("cooldown")
     @classmethod
-    def _durations(cls, value: str | float | None) -> str | float | None:
+    def _cooldown(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            parse_duration_s(value, allow_zero=True)
+        return value
+
+    @field_validator("recover_after")
+    @classmethod
+    def _recover_after(cls, value: str | float | None) -> str | float | None:
         if value is not None:
             parse_duration_s(value)
         return value
@@ -535,7 +542,9 @@ def _compile(spec: PolicySetSpec, source: str, document: Mapping[str, Any]) -> P
                 combine=combine,
                 actions=tuple(_parse_action(a) for a in p.then),
                 warn_at=parse_percent(p.warn_at) if p.warn_at is not None else None,
-                cooldown_s=parse_duration_s(p.cooldown) if p.cooldown is not None else 60.0,
+                cooldown_s=parse_duration_s(p.cooldown, allow_zero=True)
+                if p.cooldown is not None
+                else 60.0,
                 recover_ratio=None if recover_level is not None else 0.9,
                 recover_level=recover_level,
                 recover_after_s=parse_duration_s(p.recover_after)

@@ -1,0 +1,684 @@
+"""What-if replay: a recorded run fed through another policy set (or price table) on a simulated clock.
+
+The recorded calls go, in id order, through a fresh ``Engine``: each decide happens at the time the
+live run decided (``decided_at``), with the prompt size it saw and the worst case it would reserve;
+each call is observed at its recorded ``ts`` with its recorded tokens and latency. Time is only ever
+passed in, so a replay is deterministic and runs as fast as the engine can decide.
+
+What the counterfactual run is made of:
+
+- a call the replayed policies send to another model is repriced from its recorded tokens at that
+  model's rates (``cost_nano_usd``); tokens and latency stay as recorded (what another model would
+  have answered, or how fast, is unknown);
+- a halt stops the run: that call and every later one count as not made;
+- a pause the live run did not take counts as a call not made (what the agent would have done after
+  waiting is unknown), and the replay goes on. A pause the live run took too was waited out live:
+  the recorded call is what came after it, so it counts as made;
+- attempts recorded without a decide of their own (retries of a failed attempt) follow the decision
+  of the attempt they retry; in a run recorded without policies every call is decided at its start;
+- decides that made no call (a halt, a pause raised to the agent) are known from their recorded
+  decision rows and replayed at their time, so the same policies reproduce them too.
+
+With the policy set and prices the run was recorded with, the replay reproduces the recorded
+decisions exactly (compared on step, policy, action and transition) and the recorded cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, ReplayError
+from .policy.engine import Engine, Observation
+from .policy.spec import PolicySet, load_policies
+from .pricing import PriceTable, cost_nano_usd, nano_to_usd
+from .usage import Usage
+
+__all__ = [
+    "ReplayDecision",
+    "ReplayResult",
+    "load_pricing",
+    "open_db",
+    "replay",
+    "resolve_run_id",
+]
+
+# Rows that record an act (a compaction done), not a policy's decision.
+_ACTS = ("compaction",)
+# Mirrors ``Run._report``: a still-active downgrade or no_stream is recorded once, when it fires.
+_UNRECORDED_ACTIVE = ("downgrade", "no_stream")
+
+_CALL_COLUMNS = (
+    "step, ts, requested_model, model, input_tokens, output_tokens, cache_read_tokens, "
+    "cache_write_tokens, reasoning_tokens, cache_write_1h_tokens, usage_status, cost_nano_usd, "
+    "latency_ms, ttft_ms, status, prompt_hash, max_tokens, decided_at, decided_prompt_tokens, tags"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayDecision:
+    """One policy action before one call: recorded live, or what the replayed policies would do."""
+
+    step: int | None
+    ts: float
+    policy: str
+    action: str
+    transition: str
+    reason: str
+    metric: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+
+    @property
+    def key(self) -> tuple[int | None, str, str, str]:
+        """What two decisions are compared on: step, policy, action, transition."""
+        return (self.step, self.policy, self.action, self.transition)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "ts": self.ts,
+            "policy": self.policy,
+            "action": self.action,
+            "transition": self.transition,
+            "reason": self.reason,
+            "metric": self.metric,
+            "value": self.value,
+            "threshold": self.threshold,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """A what-if replay of one run: the decisions that would fire and what the run would cost.
+
+    ``recorded_cost`` and ``counterfactual_cost`` are exact USD over the calls whose cost is known
+    (``*_unknown_cost_calls`` count the others). ``kept`` / ``removed`` / ``added`` compare the
+    recorded decisions with the replayed ones as multisets of ``ReplayDecision.key``.
+    """
+
+    run_id: str
+    policies: str
+    policy_digest: str
+    started_at: float | None
+    calls: int
+    calls_made: int
+    calls_not_made: int
+    calls_rerouted: int
+    recorded_cost: Decimal
+    counterfactual_cost: Decimal
+    recorded_unknown_cost_calls: int
+    counterfactual_unknown_cost_calls: int
+    decisions: tuple[ReplayDecision, ...]
+    recorded: tuple[ReplayDecision, ...]
+    kept: tuple[ReplayDecision, ...]
+    removed: tuple[ReplayDecision, ...]
+    added: tuple[ReplayDecision, ...]
+    halted_at_step: int | None
+    recorded_halted_at_step: int | None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def saved(self) -> Decimal:
+        """Recorded cost minus counterfactual cost (negative when the replay costs more)."""
+        return self.recorded_cost - self.counterfactual_cost
+
+    @property
+    def reproduces(self) -> bool:
+        """True when the replayed decisions are exactly the recorded ones."""
+        return not self.removed and not self.added
+
+    def summary(self) -> str:
+        """One line: both costs, the difference, and the decisions kept, removed and added."""
+        share = (
+            f", {self.saved / self.recorded_cost:.0%}" if self.recorded_cost else ""
+        )
+        verb = "saves" if self.saved >= 0 else "costs"
+        return (
+            f"recorded ${self.recorded_cost:.4f}, counterfactual ${self.counterfactual_cost:.4f} "
+            f"({verb} ${abs(self.saved):.4f}{share}); decisions: {len(self.kept)} kept, "
+            f"{len(self.removed)} removed, {len(self.added)} added; calls: {self.calls_made} of "
+            f"{self.calls} made, {self.calls_rerouted} on another model"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (costs as strings, exact) for ``--json``."""
+        return {
+            "run_id": self.run_id,
+            "policies": self.policies,
+            "policy_digest": self.policy_digest,
+            "calls": self.calls,
+            "calls_made": self.calls_made,
+            "calls_not_made": self.calls_not_made,
+            "calls_rerouted": self.calls_rerouted,
+            "recorded_cost_usd": str(self.recorded_cost),
+            "counterfactual_cost_usd": str(self.counterfactual_cost),
+            "saved_usd": str(self.saved),
+            "recorded_unknown_cost_calls": self.recorded_unknown_cost_calls,
+            "counterfactual_unknown_cost_calls": self.counterfactual_unknown_cost_calls,
+            "halted_at_step": self.halted_at_step,
+            "recorded_halted_at_step": self.recorded_halted_at_step,
+            "reproduces": self.reproduces,
+            "decisions": [d.as_dict() for d in self.decisions],
+            "kept": [d.as_dict() for d in self.kept],
+            "removed": [d.as_dict() for d in self.removed],
+            "added": [d.as_dict() for d in self.added],
+            "notes": list(self.notes),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+def open_db(conn_or_path: sqlite3.Connection | str | os.PathLike[str]) -> tuple[sqlite3.Connection, bool]:
+    """``(connection, opened_here)``: a path is opened read-only; a connection is used as given."""
+    if isinstance(conn_or_path, sqlite3.Connection):
+        return conn_or_path, False
+    path = os.fspath(conn_or_path)
+    if not os.path.exists(path):
+        raise ReplayError(f"no flight recorder at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    try:
+        conn.execute("SELECT 1 FROM agentmeter_calls LIMIT 1")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise ReplayError(f"{path} is not an agentmeter flight recorder ({exc})") from None
+    return conn, True
+
+
+def resolve_run_id(conn: sqlite3.Connection, text: str) -> str:
+    """The run id ``text`` names: an exact id, a unique prefix, or ``last`` (the newest run)."""
+    if text in ("last", "latest"):
+        row = conn.execute(
+            "SELECT run_id FROM agentmeter_runs ORDER BY started_at DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            raise ReplayError("the flight recorder has no runs yet")
+        return str(row[0])
+    if conn.execute("SELECT 1 FROM agentmeter_runs WHERE run_id = ?", (text,)).fetchone():
+        return text
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute(
+        "SELECT run_id FROM agentmeter_runs WHERE run_id LIKE ? ESCAPE '\\' LIMIT 6",
+        (escaped + "%",),
+    ).fetchall()
+    if len(rows) == 1:
+        return str(rows[0][0])
+    if rows:
+        listed = ", ".join(r[0] for r in rows[:5])
+        raise ReplayError(f"run id {text!r} is ambiguous: it starts {listed}{'...' if len(rows) > 5 else ''}")
+    if conn.execute("SELECT 1 FROM agentmeter_calls WHERE run_id = ? LIMIT 1", (text,)).fetchone():
+        return text  # calls whose run row was never written (a killed process)
+    raise ReplayError(f"no run {text!r} in the flight recorder (list them with: agentmeter runs)")
+
+
+def load_pricing(pricing: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str]) -> dict[str, Mapping[str, Any]]:
+    """Price overrides (USD per million tokens) from a mapping or a YAML file's ``pricing:`` mapping."""
+    if isinstance(pricing, Mapping):
+        return dict(pricing)
+    path = Path(pricing)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such pricing file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the pricing file: {exc.strerror}") from None
+    import yaml
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    table = document.get("pricing") if isinstance(document, Mapping) else None
+    if not isinstance(table, Mapping):
+        raise ConfigError(
+            f"{path}: a pricing file is a mapping with a 'pricing:' section, e.g. "
+            'pricing: {gpt-4o: {input: "$2.50", output: "$10"}} (USD per million tokens)'
+        )
+    return dict(table)
+
+
+def _price_table(policy_set: PolicySet, pricing: Any) -> PriceTable:
+    overrides: dict[str, Mapping[str, Any]] = dict(policy_set.pricing)
+    if isinstance(pricing, PriceTable):
+        return pricing.with_overrides(overrides) if overrides else pricing
+    if pricing is not None:
+        overrides.update(load_pricing(pricing))
+    return PriceTable(overrides=overrides) if overrides else PriceTable.default()
+
+
+# --------------------------------------------------------------------------------------------
+# Recorded decisions
+
+
+@dataclass(slots=True)
+class _Group:
+    """The recorded decision rows of one decide (same step, same time)."""
+
+    step: int | None
+    ts: float
+    rows: list[ReplayDecision]
+    details: list[dict[str, Any]]
+
+    @property
+    def paused(self) -> bool:
+        return any(d.action == "pause" for d in self.rows)
+
+    def detail(self, key: str) -> Any:
+        for d in self.details:
+            if d.get(key) is not None:
+                return d[key]
+        return None
+
+
+def _recorded(conn: sqlite3.Connection, run_id: str) -> tuple[list[ReplayDecision], list[_Group]]:
+    decisions: list[ReplayDecision] = []
+    groups: list[_Group] = []
+    for step, ts, policy, metric, value, threshold, action, detail_text in conn.execute(
+        "SELECT step, ts, policy, metric, value, threshold, action, detail "
+        "FROM agentmeter_decisions WHERE run_id = ? ORDER BY id",
+        (run_id,),
+    ):
+        if policy in _ACTS:
+            continue
+        try:
+            detail = json.loads(detail_text) if detail_text else {}
+        except ValueError:
+            detail = {}
+        if not isinstance(detail, dict):
+            detail = {}
+        decision = ReplayDecision(
+            step=step,
+            ts=ts,
+            policy=policy,
+            action=action,
+            transition=str(detail.get("transition", "fire")),
+            reason=str(detail.get("reason", "")),
+            metric=metric,
+            value=value,
+            threshold=threshold,
+        )
+        decisions.append(decision)
+        if groups and groups[-1].step == step and groups[-1].ts == ts:
+            groups[-1].rows.append(decision)
+            groups[-1].details.append(detail)
+        else:
+            groups.append(_Group(step, ts, [decision], [detail]))
+    return decisions, groups
+
+
+def _compare(
+    recorded: list[ReplayDecision], replayed: list[ReplayDecision]
+) -> tuple[list[ReplayDecision], list[ReplayDecision], list[ReplayDecision]]:
+    """(kept, removed, added) as multisets of decision keys, each in its own order."""
+    recorded_keys = Counter(d.key for d in recorded)
+    replayed_keys = Counter(d.key for d in replayed)
+    common = recorded_keys & replayed_keys
+    kept: list[ReplayDecision] = []
+    added: list[ReplayDecision] = []
+    budget = Counter(common)
+    for d in replayed:
+        if budget[d.key] > 0:
+            budget[d.key] -= 1
+            kept.append(d)
+        else:
+            added.append(d)
+    budget = Counter(common)
+    removed: list[ReplayDecision] = []
+    for d in recorded:
+        if budget[d.key] > 0:
+            budget[d.key] -= 1
+        else:
+            removed.append(d)
+    return kept, removed, added
+
+
+# --------------------------------------------------------------------------------------------
+# The replay
+
+
+def replay(
+    conn_or_path: sqlite3.Connection | str | os.PathLike[str],
+    run_id: str,
+    *,
+    policies: str | os.PathLike[str] | PolicySet,
+    pricing: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str] | PriceTable | None = None,
+) -> ReplayResult:
+    """Replay run ``run_id`` under ``policies`` (a path, built-in name, YAML text or ``PolicySet``).
+
+    ``pricing``: per-million-token overrides like a policy file's ``pricing:`` section, a YAML file
+    with one, or a ``PriceTable``; when given, every call is repriced with it (the recorded cost
+    stays as recorded). Without it, the policy file's prices apply to worst cases and reroutes.
+    """
+    policy_set = load_policies(policies)  # type: ignore[arg-type]
+    if policy_set is None:
+        raise ConfigError("replay needs a policy set: a file path, a built-in name or YAML text")
+    prices = _price_table(policy_set, pricing)
+    conn, opened = open_db(conn_or_path)
+    try:
+        return _Replayer(conn, run_id, policy_set, prices, reprice_all=pricing is not None).run()
+    finally:
+        if opened:
+            conn.close()
+
+
+class _Replayer:
+    """One replay: a fresh engine, the run's recorded decisions, and running totals."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        policy_set: PolicySet,
+        prices: PriceTable,
+        *,
+        reprice_all: bool,
+    ) -> None:
+        self.conn = conn
+        self.run_id = run_id
+        self.policy_set = policy_set
+        self.prices = prices
+        self.reprice_all = reprice_all
+        self.engine = Engine(policy_set)
+        self.replayed: list[ReplayDecision] = []
+        self.halted_at: int | None = None
+        self.notes: list[str] = []
+        run_row = conn.execute(
+            "SELECT started_at, tags FROM agentmeter_runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        self.started_at: float | None = run_row[0] if run_row else None
+        self.run_tags = _parse_tags(run_row[1]) if run_row else {}
+
+    # -- deciding --------------------------------------------------------------------------------
+    def decide(
+        self,
+        now: float,
+        model: str,
+        tags: Mapping[str, Any],
+        prompt_tokens: int | None,
+        max_tokens: int | None,
+        step: int | None,
+        worst_case_nano: int | None = None,
+    ) -> Any:
+        prices = self.prices
+        if worst_case_nano is not None and prompt_tokens is None:
+
+            def worst_case(_chosen: str) -> int | None:
+                return worst_case_nano
+        else:
+
+            def worst_case(chosen: str) -> int | None:
+                return prices.worst_case_nano_usd(chosen, prompt_tokens or 0, max_tokens)
+
+        decision, reservation = self.engine.decide(
+            now=now,
+            model=model,
+            run_id=self.run_id,
+            tags=tags,
+            prompt_tokens=prompt_tokens,
+            worst_case=worst_case,
+            step=step,
+        )
+        if decision.fired:
+            append = self.replayed.append
+            for f in decision.fired:
+                if f.transition == "active" and f.action in _UNRECORDED_ACTIVE:
+                    continue
+                append(
+                    ReplayDecision(
+                        step=step,
+                        ts=now,
+                        policy=f.policy,
+                        action=f.action,
+                        transition=f.transition,
+                        reason=f.reason,
+                        metric=f.metric,
+                        value=f.value,
+                        threshold=f.threshold,
+                    )
+                )
+        if decision.halt:
+            self.halted_at = step
+        return decision, reservation
+
+    def phantom(self, group: _Group, next_call: tuple[Any, ...] | None, last_call: tuple[Any, ...] | None) -> None:
+        """Replay a recorded decide that made no call (a halt, a pause raised to the agent)."""
+        same_step = next_call if next_call is not None and next_call[0] == group.step else None
+        source = same_step or last_call or next_call
+        model = group.detail("requested_model") or (source[2] if source else None)
+        if model is None:
+            self.notes.append(f"step {group.step}: a decision with no call and no model was skipped")
+            return
+        prompt = group.detail("prompt_tokens")
+        if prompt is None and same_step is not None:
+            prompt = same_step[18]
+        max_tokens = group.detail("max_tokens")
+        if max_tokens is None and source is not None:
+            max_tokens = source[16]
+        decision, reservation = self.decide(
+            group.ts,
+            model,
+            self.run_tags,
+            prompt,
+            max_tokens,
+            group.step,
+            worst_case_nano=group.detail("worst_case_nano_usd"),
+        )
+        self.engine.release(reservation)
+        if next_call is None and not decision.halt and decision.pause_s <= 0:
+            self.notes.append(
+                f"the recorded run stopped at step {group.step} ({', '.join(d.policy for d in group.rows)}); "
+                "under these policies it would have gone on, with calls never recorded"
+            )
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> ReplayResult:
+        conn = self.conn
+        run_id = self.run_id
+        recorded, groups = _recorded(conn, run_id)
+        pending = deque(groups)
+        decided_run = (
+            conn.execute(
+                "SELECT 1 FROM agentmeter_calls WHERE run_id = ? AND decided_at IS NOT NULL LIMIT 1",
+                (run_id,),
+            ).fetchone()
+            is not None
+        )
+        cursor = conn.execute(
+            f"SELECT {_CALL_COLUMNS} FROM agentmeter_calls WHERE run_id = ? ORDER BY id", (run_id,)
+        )
+        cursor.arraysize = 4096
+        engine_observe = self.engine.observe
+        decide = self.decide
+        prices = self.prices
+        reprice_all = self.reprice_all
+        tag_cache: dict[str, dict[str, Any]] = {}
+
+        calls = made = rerouted = 0
+        recorded_nano = counter_nano = 0
+        recorded_unknown = counter_unknown = 0
+        halted = False
+        # The decision that later attempts without a decide of their own follow.
+        current_model: str | None = None
+        current_made = True
+        previous: tuple[Any, ...] | None = None
+
+        for row in _rows(cursor):
+            (
+                step, ts, requested, model, inp, out, cread, cwrite, reasoning, cw1h,
+                usage_status, cost, latency, ttft, status, phash, max_tokens, decided_at,
+                decided_prompt, tags_text,
+            ) = row  # fmt: skip
+            calls += 1
+            if cost is None:
+                recorded_unknown += 1
+            else:
+                recorded_nano += cost
+            if halted:
+                previous = row
+                continue
+            while pending and _before(pending[0], step, decided_at):
+                self.phantom(pending.popleft(), row, previous)
+                if self.halted_at is not None:
+                    break
+            if self.halted_at is not None:
+                halted = True
+                previous = row
+                continue
+            tags = tag_cache.get(tags_text)
+            if tags is None:
+                tags = tag_cache[tags_text] = _parse_tags(tags_text)
+            reservation = None
+            if decided_at is not None or not decided_run:
+                live_paused = False
+                if pending and pending[0].step == step and pending[0].ts == decided_at:
+                    live_paused = pending.popleft().paused
+                now = decided_at if decided_at is not None else ts - (latency or 0.0) / 1000.0
+                decision, reservation = decide(
+                    now, requested or model, tags, decided_prompt, max_tokens, step
+                )
+                if decision.halt:
+                    halted = True
+                    previous = row
+                    continue
+                current_model = decision.model
+                current_made = decision.pause_s <= 0 or live_paused
+            elif not (
+                previous is not None
+                and previous[14] != "ok"
+                and previous[2] == requested
+                and current_model is not None
+            ):
+                current_model, current_made = model, True  # recorded without a decide: as it was
+            previous = row
+            if not current_made:
+                self.engine.release(reservation)
+                continue
+            made += 1
+            chosen = current_model or model
+            known = usage_status != "unknown"
+            if chosen != model:
+                rerouted += 1
+            if reprice_all or chosen != model:
+                cost = (
+                    cost_nano_usd(chosen, _usage(inp, out, cread, cwrite, reasoning, cw1h), prices=prices)
+                    if known
+                    else None
+                )
+            if cost is None:
+                counter_unknown += 1
+            else:
+                counter_nano += cost
+            prompt = inp + cread + cwrite if known else None
+            engine_observe(
+                Observation(
+                    ts,
+                    run_id,
+                    chosen,
+                    tags,
+                    {
+                        "cost": cost,
+                        "input_tokens": inp if known else None,
+                        "output_tokens": out if known else None,
+                        "cache_read_tokens": cread if known else None,
+                        "cache_write_tokens": cwrite if known else None,
+                        "reasoning_tokens": reasoning if known else None,
+                        "prompt_tokens": prompt,
+                        "total_tokens": prompt + out if known else None,
+                        "latency_ms": latency,
+                        "ttft_ms": ttft,
+                        "error": 0 if status == "ok" else 1,
+                        "cost_unknown": 1 if cost is None else 0,
+                        "prompt_hash": phash,
+                    },
+                ),
+                reservation,
+            )
+
+        while pending and self.halted_at is None and not halted:
+            self.phantom(pending.popleft(), None, previous)
+        if calls == 0 and not recorded and self.started_at is None:
+            raise ReplayError(f"no run {run_id!r} in the flight recorder")
+
+        recorded_halt = next((d.step for d in reversed(recorded) if d.action == "halt"), None)
+        kept, removed, added = _compare(recorded, self.replayed)
+        return ReplayResult(
+            run_id=run_id,
+            policies=self.policy_set.source,
+            policy_digest=self.policy_set.digest,
+            started_at=self.started_at,
+            calls=calls,
+            calls_made=made,
+            calls_not_made=calls - made,
+            calls_rerouted=rerouted,
+            recorded_cost=nano_to_usd(recorded_nano),
+            counterfactual_cost=nano_to_usd(counter_nano),
+            recorded_unknown_cost_calls=recorded_unknown,
+            counterfactual_unknown_cost_calls=counter_unknown,
+            decisions=tuple(self.replayed),
+            recorded=tuple(recorded),
+            kept=tuple(kept),
+            removed=tuple(removed),
+            added=tuple(added),
+            halted_at_step=self.halted_at,
+            recorded_halted_at_step=recorded_halt,
+            notes=tuple(self.notes),
+        )
+
+
+def _rows(cursor: sqlite3.Cursor) -> Iterator[tuple[Any, ...]]:
+    """The cursor's rows, fetched in blocks (fewer round trips into the sqlite3 module)."""
+    fetch = cursor.fetchmany
+    while True:
+        block = fetch()
+        if not block:
+            return
+        yield from block
+
+
+def _before(group: _Group, step: int | None, decided_at: float | None) -> bool:
+    """True when a recorded decide comes before (and is not) the decide of this call."""
+    if group.step is None or step is None:
+        return decided_at is not None and group.ts < decided_at
+    if group.step != step:
+        return group.step < step
+    return decided_at is not None and group.ts < decided_at
+
+
+def _usage(inp: int, out: int, cread: int, cwrite: int, reasoning: int | None, cw1h: int | None) -> Usage:
+    return Usage(
+        input_tokens=inp or 0,
+        output_tokens=out or 0,
+        cache_read_tokens=cread or 0,
+        cache_write_tokens=cwrite or 0,
+        reasoning_tokens=reasoning or 0,
+        cache_write_1h_tokens=cw1h or 0,
+    )
+
+
+def _parse_tags(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def iter_differences(result: ReplayResult) -> Iterable[tuple[str, ReplayDecision]]:
+    """``("-", recorded)`` and ``("+", replayed)`` decisions in timeline order (step, then time)."""
+    marked = [("-", d) for d in result.removed] + [("+", d) for d in result.added]
+    marked.sort(key=lambda item: (item[1].step if item[1].step is not None else -1, item[1].ts, item[0]))
+    return marked
+
+
+_ = Callable  # re-exported type names stay importable for annotations

@@ -1,0 +1,339 @@
+"""The policy engine: statistics, hysteresis, ladders, compaction, pauses, hard caps, restarts."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import agentmeter
+from agentmeter import Usage
+from agentmeter.policy.metrics import METRICS
+from agentmeter.pricing import compute_cost
+
+PRICES = {"test-model": {"input": "$1", "output": "$2"}, "cheap-model": {"input": "$0.10", "output": "$0.20"}}
+
+
+def policies(*rules: str, ladder: str = "") -> str:
+    return "version: 1\n" + ladder + "policies:\n" + "".join(rules)
+
+
+def rule(name: str, when: str, then: str = "[alert]", extra: str = "") -> str:
+    return f"  - name: {name}\n    when: {when}\n    then: {then}\n{extra}"
+
+
+# -- statistics through the engine equal brute force ------------------------------------------------
+CASES = [
+    ("cost_usd", "sum"), ("cost_usd", "max"), ("cost_usd", "mean"), ("input_tokens", "sum"),
+    ("output_tokens", "p50"), ("cache_read_tokens", "sum"), ("prompt_tokens", "last"),
+    ("total_tokens", "min"), ("latency_ms", "p90"), ("latency_ms", "p99"), ("latency_ms", "p95"),
+    ("ttft_ms", "mean"), ("errors", "sum"), ("error_rate", "mean"), ("calls", "count"),
+    ("calls", "rate"), ("cache_hit_ratio", "ratio"), ("repeated_prompt", "repeats"),
+    ("reasoning_tokens", "max"), ("cache_write_tokens", "sum"),
+]
+
+calls_strategy = st.lists(
+    st.tuples(
+        st.floats(0, 40),  # gap before the call, seconds
+        st.integers(0, 5000), st.integers(1, 800), st.integers(0, 3000), st.integers(0, 500),
+        st.floats(10, 20_000), st.booleans(), st.sampled_from(["p1", "p2", "p3", "p4"]),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def brute_value(metric, stat, calls, now, window_s, last):
+    if window_s is not None:
+        kept = [c for c in calls if c["ts"] + window_s > now]
+        span = window_s
+    else:
+        kept = calls[-last:]
+        span = max(now - kept[0]["ts"], 1e-9) if kept else 1
+    m = METRICS[metric]
+    if metric == "cache_hit_ratio":
+        prompt = sum(c["prompt_tokens"] for c in kept if c["prompt_tokens"] is not None)
+        return sum(c["cache_read_tokens"] for c in kept if c["prompt_tokens"] is not None) / prompt if prompt else None
+    if metric == "repeated_prompt":
+        hashes = [c["prompt_hash"] for c in kept]
+        return max(hashes.count(h) for h in hashes) if hashes else 0
+    values = [c[m.sample] for c in kept if c[m.sample] is not None]
+    if stat == "sum":
+        return sum(values) * m.scale
+    if stat == "count":
+        return len(values)
+    if stat == "rate":
+        return sum(values) / span if values else None
+    if not values:
+        return None
+    result = {
+        "mean": lambda: sum(values) / len(values), "max": lambda: max(values), "min": lambda: min(values),
+        "last": lambda: values[-1],
+    }.get(stat, lambda: float(np.percentile(values, {"p50": 50, "p90": 90, "p95": 95, "p99": 99}[stat])))()
+    return result * m.scale
+
+
+@pytest.mark.parametrize("metric, stat", CASES, ids=[f"{m}-{s}" for m, s in CASES])
+@pytest.mark.parametrize("window", ["window: 60s", "last: 7"], ids=["time", "count"])
+@settings(max_examples=15, deadline=None)
+@given(calls=calls_strategy, probe=st.floats(0, 90))
+def test_engine_statistic_equals_brute_force(metric, stat, window, calls, probe):
+    stat_text = "" if stat in ("ratio", "repeats") else f"stat: {stat}, "
+    policy_set = agentmeter.parse_policies(
+        policies(rule("p", f"{{metric: {metric}, {stat_text}{window}, above: 1000000000}}"))
+        + "pricing:\n  test-model: {input: $1, output: $2}\n"
+    )
+    clock = agentmeter.FakeClock(1_000.0)
+    with agentmeter.Meter(db=":memory:", policies=policy_set, clock=clock) as meter:
+        run = meter.run("r")
+        recorded = []
+        for gap, inp, out, cread, reasoning, latency, error, phash in calls:
+            clock.advance(gap)
+            usage = Usage(input_tokens=inp, output_tokens=out, cache_read_tokens=cread, reasoning_tokens=min(reasoning, out))
+            rec = run.record(
+                model="test-model", usage=usage, latency_ms=latency, ttft_ms=latency / 3,
+                status="error" if error else "ok", prompt_hash=phash,
+            )
+            recorded.append({
+                "ts": clock.now(), "cost": rec.cost_nano_usd, "input_tokens": inp, "output_tokens": out,
+                "cache_read_tokens": cread, "cache_write_tokens": 0, "reasoning_tokens": min(reasoning, out),
+                "prompt_tokens": inp + cread, "total_tokens": inp + cread + out, "latency_ms": latency,
+                "ttft_ms": latency / 3, "error": 1 if error else 0, "prompt_hash": phash, "cost_unknown": 0,
+            })
+        clock.advance(probe)
+        got = meter.engine.value("p", now=clock.now(), run_id=run.run_id, model="test-model")
+        window_s, last = (60.0, None) if window.startswith("window") else (None, 7)
+        want = brute_value(metric, stat, recorded, clock.now(), window_s, last)
+        if want is None:
+            assert got is None or got == 0
+        else:
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+# -- hysteresis ----------------------------------------------------------------------------------
+def test_no_flapping_on_a_signal_oscillating_around_the_threshold(clock):
+    """p90 latency wobbling 7.9s/8.1s around an 8s threshold fires once and does not recover."""
+    ps = policies(
+        rule("slow", "{metric: latency_ms, stat: p90, last: 5, above: 8s}", "[downgrade]", "    cooldown: 30s\n"),
+        ladder="ladder:\n  test-model: [cheap-model]\n",
+    )
+    with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=PRICES) as meter:
+        run = meter.run("r")
+        transitions = []
+        for i in range(200):
+            decision = run.decide(model="test-model")
+            transitions += [f.transition for f in decision.fired if f.transition in ("fire", "recover")]
+            latency = 8100.0 if i % 2 else 7900.0
+            run.record(model=decision.model, usage=Usage(input_tokens=10, output_tokens=10), latency_ms=latency)
+            clock.advance(5)
+        assert transitions == ["fire"]
+
+
+def test_downgrade_and_recovery_walk_the_ladder(clock):
+    ps = policies(
+        rule("slow", "{metric: latency_ms, stat: max, last: 3, above: 5s}", "[downgrade]", "    cooldown: 0s\n    recover_below: 2s\n"),
+        rule("spendy", "{metric: cost_usd, stat: sum, window: 60s, above: $0.01}", "[downgrade]", "    cooldown: 0s\n    recover_below: $0.001\n"),
+        ladder="ladder:\n  big: [medium, small]\n",
+    )
+    pricing = {"big": {"input": "$10", "output": "$10"}, "medium": {"input": "$1", "output": "$1"}, "small": {"input": "$0.1", "output": "$0.1"}}
+    with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=pricing) as meter:
+        run = meter.run("r")
+        assert run.decide(model="big").model == "big"
+        run.record(model="big", usage=Usage(input_tokens=10, output_tokens=10), latency_ms=6000)  # slow, $0.0002
+        assert run.decide(model="big").model == "medium"  # one step: slow
+        run.record(model="medium", usage=Usage(input_tokens=10_000, output_tokens=0), latency_ms=6000)  # $0.01 + 0.0002 > cap
+        assert run.decide(model="big").model == "small"  # two steps: slow and spendy
+        for _ in range(3):
+            run.record(model="small", usage=Usage(input_tokens=1, output_tokens=1), latency_ms=100)
+        assert run.decide(model="big").model == "medium"  # slow recovered, spend still high
+        clock.advance(61)
+        decision = run.decide(model="big")
+        assert decision.model == "big"
+        assert [f.transition for f in decision.fired] == ["recover"]
+
+
+def test_warn_fires_once_at_the_warn_level(clock):
+    ps = policies(rule("cap", "{metric: cost_usd, stat: sum, window: 1h, above: $1}", "[alert]", "    warn_at: 80%\n"))
+    with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=PRICES) as meter:
+        run = meter.run("r")
+        run.record(model="test-model", usage=Usage(input_tokens=850_000), latency_ms=1)  # $0.85
+        warn = run.decide(model="test-model").fired
+        assert [(f.action, f.transition) for f in warn] == [("warn", "warn")]
+        assert warn[0].value == pytest.approx(0.85)
+        assert run.decide(model="test-model").fired == ()  # once
+        run.record(model="test-model", usage=Usage(input_tokens=200_000), latency_ms=1)  # $1.05
+        assert [(f.action, f.transition) for f in run.decide(model="test-model").fired] == [("alert", "fire")]
+
+
+# -- compaction ----------------------------------------------------------------------------------
+def test_compaction_hook_gets_the_target_and_its_result_is_sent(clock):
+    seen = []
+
+    def compactor(messages, target_tokens):
+        seen.append((len(messages), target_tokens))
+        return messages[-1:]
+
+    ps = policies(rule("bloat", "{metric: prompt_tokens, stat: next, above: 1k}", "[{compact: {target_tokens: 500}}]"))
+    sent = []
+
+    def fake_completion(**kwargs):
+        sent.append(kwargs["messages"])
+        return {"model": "test-model", "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+
+    messages = [{"role": "user", "content": "x" * 400} for _ in range(20)]
+    with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=PRICES, compactor=compactor,
+                          completion_fn=fake_completion, token_counter=lambda m, msgs: 100 * len(msgs)) as meter:
+        run = meter.run("r")
+        run.completion(model="test-model", messages=messages)
+    assert seen == [(20, 500)]
+    assert sent == [[{"role": "user", "content": "x" * 400}]]
+    assert len(messages) == 1  # the agent's list now holds the compacted context
+
+
+def test_builtin_compactor_keeps_system_and_newest_turns():
+    from agentmeter.compaction import compact_messages
+
+    count = lambda model, msgs: sum(len(m["content"]) for m in msgs)  # noqa: E731
+    messages = [{"role": "system", "content": "s" * 10}] + [{"role": "user", "content": str(i) * 10} for i in range(10)]
+    out = compact_messages(messages, 45, count=count)
+    assert out[0] == messages[0]
+    assert out[1]["role"] == "system" and "7 earlier message(s)" in out[1]["content"]
+    assert out[2:] == messages[-3:]
+
+
+# -- pause ---------------------------------------------------------------------------------------
+def test_pause_resume_time_is_exact(clock):
+    """$1 cap over 10 minutes: the pause lasts until enough of the oldest spend leaves the window."""
+    ps = policies(rule("pace", "{metric: cost_usd, stat: sum, window: 10m, above: $1}", "[pause]"))
+    with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=PRICES, pause="raise") as meter:
+        run = meter.run("r")
+        t0 = clock.now()
+        for i in range(4):  # $0.30 each at t0, t0+60, t0+120, t0+180
+            run.record(model="test-model", usage=Usage(input_tokens=300_000), latency_ms=1)
+            if i < 3:
+                clock.advance(60)
+        decision = run.decide(model="test-model")
+        # $1.20 > $1: dropping the first call ($0.30) brings it to $0.90 <= $1 at t0 + 600.
+        assert decision.resume_at == pytest.approx(t0 + 600)
+        assert decision.pause_s == pytest.approx(t0 + 600 - clock.now())
+        with pytest.raises(agentmeter.PauseRequested) as info:
+            run.apply(decision)
+        assert info.value.resume_at == decision.resume_at
+        clock.set(decision.resume_at)
+        assert run.decide(model="test-model").pause_s == 0.0
+
+
+def test_pause_sleeps_on_the_clock_by_default(clock):
+    ps = policies(rule("loop", "{metric: repeated_prompt, last: 10, above: 2}", "[{pause: {for: 30s}}]"))
+    with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=PRICES) as meter:
+        run = meter.run("r")
+        for _ in range(3):
+            run.record(model="test-model", usage=Usage(input_tokens=1), latency_ms=1, messages=[{"role": "user", "content": "again"}])
+        decision = run.decide(model="test-model")
+        assert decision.pause_s == 30.0
+        run.apply(decision)
+        assert clock.slept == [30.0]
+
+
+# -- halt and hard caps ----------------------------------------------------------------------------
+def test_halt_raises_budget_exceeded_and_marks_the_run(clock, db_path):
+    ps = policies(rule("cap", "{metric: cost_usd, stat: sum, window: 1h, above: $0.50}", "[halt]"))
+    with agentmeter.Meter(db=db_path, policies=ps, clock=clock, pricing=PRICES) as meter:
+        with pytest.raises(agentmeter.BudgetExceeded, match="cap"), meter.run("r") as run:
+            run.record(model="test-model", usage=Usage(input_tokens=600_000), latency_ms=1)
+            run.apply(run.decide(model="test-model"))
+    import sqlite3
+
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("select status from agentmeter_runs").fetchone() == ("halted",)
+    assert conn.execute("select policy, action from agentmeter_decisions").fetchall() == [("cap", "halt")]
+
+
+def test_hard_cap_holds_with_32_concurrent_threads(clock):
+    """Each call reserves its worst case before it runs: recorded spend never passes the cap."""
+    from agentmeter.simulate import SimulatedProvider, estimate_tokens
+
+    provider = SimulatedProvider(clock, seed=3)
+    for name in list(provider.profiles):
+        provider.degrade(name, error_rate=0.0)
+    cap = Decimal("0.50")
+    ps = policies(rule("cap", f'{{metric: cost_usd, stat: sum, window: 24h, scope: all, above: "${cap}"}}', "[halt]"))
+    halted = []
+    with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, completion_fn=provider.completion,
+                          token_counter=lambda m, msgs: estimate_tokens(msgs)) as meter:
+        def agent(i):
+            run = meter.run(f"agent-{i}")
+            try:
+                for _ in range(50):
+                    run.completion(model="gpt-4o", messages=[{"role": "user", "content": "word " * 2000}], max_tokens=600)
+            except agentmeter.BudgetExceeded:
+                halted.append(i)
+
+        threads = [threading.Thread(target=agent, args=(i,)) for i in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        meter.flush()
+        total = meter._recorder._conn.execute("select sum(cost_nano_usd), count(*) from agentmeter_calls").fetchone()
+    spent = agentmeter.pricing.nano_to_usd(total[0])
+    assert len(halted) == 32
+    assert spent <= cap
+    assert spent > cap * Decimal("0.8")  # and the budget was actually used, not refused early
+
+
+def test_budgets_survive_a_restart(clock, db_path):
+    ps = policies(rule("daily", "{metric: cost_usd, stat: sum, window: 24h, scope: {tag: tenant}, above: $1}", "[halt]"))
+    with agentmeter.Meter(db=db_path, policies=ps, clock=clock, pricing=PRICES) as meter:
+        run = meter.run("r", tags={"tenant": "acme"})
+        run.record(model="test-model", usage=Usage(input_tokens=1_200_000), latency_ms=1)  # $1.20
+    clock.advance(3600)
+    with agentmeter.Meter(db=db_path, policies=ps, clock=clock, pricing=PRICES) as meter:
+        assert meter.run("other", tags={"tenant": "acme"}).decide(model="test-model").halt
+        assert not meter.run("x", tags={"tenant": "globex"}).decide(model="test-model").halt
+    clock.advance(24 * 3600)
+    with agentmeter.Meter(db=db_path, policies=ps, clock=clock, pricing=PRICES) as meter:
+        assert not meter.run("later", tags={"tenant": "acme"}).decide(model="test-model").halt
+
+
+def test_decisions_are_written_with_their_reason(clock, db_path):
+    ps = policies(rule("slow", "{metric: latency_ms, stat: max, last: 2, above: 1s}", "[downgrade]"),
+                  ladder="ladder:\n  test-model: [cheap-model]\n")
+    with agentmeter.Meter(db=db_path, policies=ps, clock=clock, pricing=PRICES) as meter:
+        run = meter.run("r")
+        run.record(model="test-model", usage=Usage(input_tokens=1), latency_ms=2500)
+        decision = run.decide(model="test-model")
+        assert decision.model == "cheap-model" and decision.downgraded
+        assert run.decide(model="test-model").model == "cheap-model"  # still active, not re-written
+    import json
+    import sqlite3
+
+    rows = sqlite3.connect(db_path).execute("select step, policy, metric, value, threshold, action, scope, detail from agentmeter_decisions").fetchall()
+    assert len(rows) == 1
+    step, policy, metric, value, threshold, action, scope, detail = rows[0]
+    assert (step, policy, metric, value, threshold, action) == (2, "slow", "latency_ms", 2500.0, 1000.0, "downgrade")
+    assert scope == f"run {run.run_id}"
+    detail = json.loads(detail)
+    assert detail["model"] == "cheap-model" and detail["transition"] == "fire"
+    assert detail["reason"].startswith("slow: latency_ms max over last 2 calls = 2.50s > 1.00s")
+
+
+def test_unknown_price_is_recorded_as_unknown_not_zero(clock, db_path):
+    with agentmeter.Meter(db=db_path, clock=clock) as meter:
+        rec = meter.run("r").record(model="no-such-model-xyz", usage=Usage(input_tokens=10, output_tokens=5), latency_ms=3)
+    assert rec.cost is None and rec.cost_status == "unknown_model"
+    import sqlite3
+
+    row = sqlite3.connect(db_path).execute("select cost_nano_usd, cost_status, input_tokens from agentmeter_calls").fetchone()
+    assert row == (None, "unknown_model", 10)
+
+
+def test_cost_matches_compute_cost(clock):
+    with agentmeter.Meter(db=":memory:", clock=clock) as meter:
+        usage = Usage(input_tokens=1000, output_tokens=200, cache_read_tokens=500)
+        rec = meter.run("r").record(model="gpt-4o", usage=usage, latency_ms=3)
+    assert rec.cost == compute_cost("gpt-4o", usage)
