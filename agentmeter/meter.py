@@ -231,8 +231,13 @@ class Meter:
             return None, Recorder(lambda: memory, threaded=False)
 
         def connect_and_migrate() -> sqlite3.Connection:
-            c = connect(path)
-            migrate(c)
+            c = connect(path, wal=False)
+            try:
+                migrate(c)  # refuses a newer schema before anything is changed
+                c.execute("PRAGMA journal_mode=WAL")
+            except BaseException:
+                c.close()
+                raise
             return c
 
         try:

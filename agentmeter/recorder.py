@@ -98,7 +98,7 @@ def _is_locked(exc: BaseException) -> bool:
     )
 
 
-def connect(path: str, *, timeout_s: float = 5.0) -> sqlite3.Connection:
+def connect(path: str, *, timeout_s: float = 5.0, wal: bool = True) -> sqlite3.Connection:
     """Open ``path`` for the recorder: WAL, synchronous=NORMAL, a busy timeout, owner-only if new."""
     created = path != ":memory:" and not os.path.exists(path)
     if created:
@@ -106,7 +106,7 @@ def connect(path: str, *, timeout_s: float = 5.0) -> sqlite3.Connection:
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
         os.close(fd)
     conn = sqlite3.connect(path, timeout=timeout_s, check_same_thread=False, isolation_level=None)
-    if path != ":memory:":
+    if path != ":memory:" and wal:
         conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn

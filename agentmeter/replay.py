@@ -29,7 +29,7 @@ import json
 import os
 import sqlite3
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -44,6 +44,7 @@ from .usage import Usage
 __all__ = [
     "ReplayDecision",
     "ReplayResult",
+    "iter_differences",
     "load_pricing",
     "open_db",
     "replay",
@@ -483,6 +484,10 @@ class _Replayer:
     def run(self) -> ReplayResult:
         conn = self.conn
         run_id = self.run_id
+        if self.started_at is None and not conn.execute(
+            "SELECT 1 FROM agentmeter_calls WHERE run_id = ? LIMIT 1", (run_id,)
+        ).fetchone():
+            raise ReplayError(f"no run {run_id!r} in the flight recorder")
         recorded, groups = _recorded(conn, run_id)
         pending = deque(groups)
         decided_run = (
@@ -605,8 +610,6 @@ class _Replayer:
 
         while pending and self.halted_at is None and not halted:
             self.phantom(pending.popleft(), None, previous)
-        if calls == 0 and not recorded and self.started_at is None:
-            raise ReplayError(f"no run {run_id!r} in the flight recorder")
 
         recorded_halt = next((d.step for d in reversed(recorded) if d.action == "halt"), None)
         kept, removed, added = _compare(recorded, self.replayed)
@@ -674,11 +677,9 @@ def _parse_tags(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def iter_differences(result: ReplayResult) -> Iterable[tuple[str, ReplayDecision]]:
+def iter_differences(result: ReplayResult) -> list[tuple[str, ReplayDecision]]:
     """``("-", recorded)`` and ``("+", replayed)`` decisions in timeline order (step, then time)."""
     marked = [("-", d) for d in result.removed] + [("+", d) for d in result.added]
     marked.sort(key=lambda item: (item[1].step if item[1].step is not None else -1, item[1].ts, item[0]))
     return marked
 
-
-_ = Callable  # re-exported type names stay importable for annotations

@@ -242,183 +242,202 @@ def _decision(
 
 
 def _runs(
-    rng: random.Random, world: _World, calls: int, first: float, last: float, prices: PriceTable, digests: list[str | None]
+    rng: random.Random,
+    world: _World,
+    calls: int,
+    first: float,
+    last: float,
+    prices: PriceTable,
+    digests: list[str | None],
 ) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
-    """Yield (run row, its call rows, its decision rows) until ``calls`` calls are made."""
-    # Enough start times for the expected run count (mean length ~ 16 + long tail ~ 7.5).
-    starts = _start_times(rng, int(calls / 20) + 64, first, last)
+    """Yield (run row, its call rows, its decision rows) until exactly ``calls`` calls are made."""
     made = 0
-    index = 0
+    while made < calls:  # halted runs stop early: plan again for what is missing
+        # Run lengths first, so the start times cover the whole span whatever the run count.
+        lengths: list[int] = []
+        planned = made
+        while planned < calls:
+            lengths.append(min(_run_length(rng), calls - planned))
+            planned += lengths[-1]
+        starts = _start_times(rng, len(lengths), first, last)
+        for started, steps in zip(starts, lengths, strict=True):
+            run = _one_run(rng, world, started, steps, last, prices, digests)
+            made += len(run[1])
+            yield run
+
+
+def _one_run(
+    rng: random.Random,
+    world: _World,
+    started: float,
+    steps: int,
+    last: float,
+    prices: PriceTable,
+    digests: list[str | None],
+) -> tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """One run of at most ``steps`` calls (fewer if the run-cap halts it)."""
     rand, uniform, randint, choices = rng.random, rng.uniform, rng.randint, rng.choices
     lognorm = rng.lognormvariate
-    while made < calls:
-        if index >= len(starts):
-            starts.extend(_start_times(rng, 1024, first, last))
-            starts.sort()
-        started = starts[index]
-        index += 1
-        run_id = f"{rng.getrandbits(64):016x}"
-        tenant = choices(world.tenants, cum_weights=world.tenant_weights)[0]
-        user = rng.choice(world.users[tenant])
-        feature, task, _ = choices(world.features, cum_weights=world.feature_weights)[0]
-        tags: dict[str, Any] = {"tenant": tenant, "user": user, "feature": feature}
-        if rand() < 0.2:
-            tags["experiment"] = rng.choice(("prompt-v2", "prompt-v3", "retrieval-k8"))
-        tags_json = json.dumps(tags, sort_keys=True)
-        requested = choices(world.models, cum_weights=world.model_weights)[0]
-        profile = PROFILES[requested]
-        writer = rng.choice(world.writers)
-        decides = rand() < 0.7  # runs driven through run.completion / run.decide
-        steps = min(_run_length(rng), calls - made)
-        system = randint(600, 4000)
-        long_ttl = profile.cache == "anthropic" and rand() < 0.05
-        loop_at = randint(2, max(2, steps)) if rand() < 0.015 else None
-        loop_hash = f"{rng.getrandbits(64):016x}"
-        context = system
-        previous_prompt = 0
-        ts = started
-        spent = 0
-        burst: deque[tuple[float, int]] = deque()
-        burst_total = 0
-        downgraded = False
-        status = "ok"
-        call_rows: list[tuple[Any, ...]] = []
-        decision_rows: list[tuple[Any, ...]] = []
-        retry_hash: str | None = None
-        repeats = 0
-        for step in range(1, steps + 1):
-            model = LADDER.get(requested, requested) if downgraded else requested
-            active = PROFILES.get(model, profile)
-            if context > COMPACT_ABOVE:
+    run_id = f"{rng.getrandbits(64):016x}"
+    tenant = choices(world.tenants, cum_weights=world.tenant_weights)[0]
+    user = rng.choice(world.users[tenant])
+    feature, task, _ = choices(world.features, cum_weights=world.feature_weights)[0]
+    tags: dict[str, Any] = {"tenant": tenant, "user": user, "feature": feature}
+    if rand() < 0.2:
+        tags["experiment"] = rng.choice(("prompt-v2", "prompt-v3", "retrieval-k8"))
+    tags_json = json.dumps(tags, sort_keys=True)
+    requested = choices(world.models, cum_weights=world.model_weights)[0]
+    profile = PROFILES[requested]
+    writer = rng.choice(world.writers)
+    decides = rand() < 0.7  # runs driven through run.completion / run.decide
+    system = randint(600, 4000)
+    long_ttl = profile.cache == "anthropic" and rand() < 0.05
+    loop_at = randint(2, max(2, steps)) if rand() < 0.015 else None
+    loop_hash = f"{rng.getrandbits(64):016x}"
+    context = system
+    previous_prompt = 0
+    ts = started
+    spent = 0
+    burst: deque[tuple[float, int]] = deque()
+    burst_total = 0
+    downgraded = False
+    status = "ok"
+    call_rows: list[tuple[Any, ...]] = []
+    decision_rows: list[tuple[Any, ...]] = []
+    retry_hash: str | None = None
+    repeats = 0
+    for step in range(1, steps + 1):
+        model = LADDER.get(requested, requested) if downgraded else requested
+        active = PROFILES.get(model, profile)
+        if context > COMPACT_ABOVE:
+            decision_rows.append(
+                _decision(
+                    run_id, step, ts, "context-bloat", "prompt_tokens", float(context), 100000.0,
+                    "compact", "next",
+                    f"context-bloat: prompt_tokens next over the next call = {context:,} tokens > "
+                    f"100,000 tokens (run {run_id}) -> compact",
+                    target_tokens=COMPACT_TO,
+                )
+            )
+            context = COMPACT_TO
+        prompt = context
+        if retry_hash is not None:
+            phash = retry_hash
+        elif loop_at is not None and step >= loop_at:
+            phash = loop_hash
+            repeats += 1
+            if repeats == 4:
                 decision_rows.append(
                     _decision(
-                        run_id, step, ts, "context-bloat", "prompt_tokens", float(context), 100000.0,
-                        "compact", "next",
-                        f"context-bloat: prompt_tokens next over the next call = {context:,} tokens > "
-                        f"100,000 tokens (run {run_id}) -> compact",
-                        target_tokens=COMPACT_TO,
+                        run_id, step, ts, "runaway-loop", "repeated_prompt", 4.0, 3.0, "pause",
+                        "repeats",
+                        f"runaway-loop: repeated_prompt repeats over last 20 calls = 4 > 3 (run {run_id}) -> pause",
+                        pause_s=30.0,
                     )
                 )
-                context = COMPACT_TO
-            prompt = context
-            if retry_hash is not None:
-                phash = retry_hash
-            elif loop_at is not None and step >= loop_at:
-                phash = loop_hash
-                repeats += 1
-                if repeats == 4:
-                    decision_rows.append(
-                        _decision(
-                            run_id, step, ts, "runaway-loop", "repeated_prompt", 4.0, 3.0, "pause",
-                            "repeats",
-                            f"runaway-loop: repeated_prompt repeats over last 20 calls = 4 > 3 (run {run_id}) -> pause",
-                            pause_s=30.0,
-                        )
-                    )
-                    ts += 30.0
-            else:
-                phash = f"{rng.getrandbits(64):016x}"
-            stream = rand() < STREAM_SHARE
-            pre_ms = uniform(0.3, 3.0)
-            post_ms = uniform(0.1, 1.5)
-            max_tokens = choices((None, 1024, 4096, 8192), cum_weights=(0.4, 0.7, 0.9, 1.0))[0]
-            decided_at = decided_prompt = reserved = None
-            if decides:
-                decided_at = ts + 0.0001
-                decided_prompt = prompt
-                reserved = prices.worst_case_nano_usd(model, prompt, max_tokens)
-            if rand() < ERROR_SHARE:
-                error_type = choices(world.errors, cum_weights=world.error_weights)[0]
-                latency = (
-                    uniform(30000, 60000) if error_type == "APITimeoutError" else uniform(40, 400)
-                )
-                ts += latency / 1000.0
-                call_rows.append(
-                    (
-                        run_id, step, ts, requested, model, None, None, None, None, None, None, None,
-                        "unknown", None, "unknown_usage", latency, None, pre_ms, None, "error",
-                        error_type, 1 if stream else 0, phash, max_tokens, reserved, decided_at,
-                        decided_prompt, tags_json, writer,
-                    )
-                )
-                retry_hash = phash if error_type != "BadRequestError" else None
-                if step == steps:
-                    status = "error"
-                continue
-            retry_hash = None
-            out = min(int(lognorm(math.log(active.output_median), 0.8)) + 1, max_tokens or 16384)
-            reasoning = int(out * uniform(0.3, 0.8)) if active.reasoning else 0
-            inp, cread, cwrite, cwrite_1h = _split_prompt(
-                rng, active.cache, prompt, previous_prompt, system, step, long_ttl
+                ts += 30.0
+        else:
+            phash = f"{rng.getrandbits(64):016x}"
+        stream = rand() < STREAM_SHARE
+        pre_ms = uniform(0.3, 3.0)
+        post_ms = uniform(0.1, 1.5)
+        max_tokens = choices((None, 1024, 4096, 8192), cum_weights=(0.4, 0.7, 0.9, 1.0))[0]
+        decided_at = decided_prompt = reserved = None
+        if decides:
+            decided_at = ts + 0.0001
+            decided_prompt = prompt
+            reserved = prices.worst_case_nano_usd(model, prompt, max_tokens)
+        if rand() < ERROR_SHARE:
+            error_type = choices(world.errors, cum_weights=world.error_weights)[0]
+            latency = (
+                uniform(30000, 60000) if error_type == "APITimeoutError" else uniform(40, 400)
             )
-            usage = Usage(
-                input_tokens=inp,
-                output_tokens=out,
-                cache_read_tokens=cread,
-                cache_write_tokens=cwrite,
-                reasoning_tokens=reasoning,
-                cache_write_1h_tokens=cwrite_1h,
-            )
-            cost = cost_nano_usd(model, usage, prices=prices)
-            estimated = stream and rand() < 0.03  # a stream without a usage chunk
-            ttft = lognorm(math.log(active.ttft_ms + prompt / 100.0), 0.35)
-            latency = pre_ms + ttft + out / active.tokens_per_s * 1000.0 * uniform(0.8, 1.3) + post_ms
             ts += latency / 1000.0
-            rates = prices.rates(model)
             call_rows.append(
                 (
-                    run_id, step, ts, requested, model,
-                    rates.provider if rates is not None else "hosted_vllm",
-                    inp, out, cread, cwrite, reasoning, cwrite_1h,
-                    "estimated" if estimated else "reported",
-                    cost, "ok" if cost is not None else "unknown_model",
-                    latency, ttft if stream else None, pre_ms, post_ms, "ok", None,
-                    1 if stream else 0, phash, max_tokens, reserved, decided_at, decided_prompt,
-                    tags_json, writer,
+                    run_id, step, ts, requested, model, None, None, None, None, None, None, None,
+                    "unknown", None, "unknown_usage", latency, None, pre_ms, None, "error",
+                    error_type, 1 if stream else 0, phash, max_tokens, reserved, decided_at,
+                    decided_prompt, tags_json, writer,
                 )
             )
-            previous_prompt = prompt
-            context = prompt + out + randint(100, 2500)  # the answer and a tool result join the context
-            if cost is not None:
-                spent += cost
-                burst.append((ts, cost))
-                burst_total += cost
-                while burst and burst[0][0] <= ts - BURST_WINDOW_S:
-                    burst_total -= burst.popleft()[1]
-                if not downgraded and burst_total > BURST_NANO and requested in LADDER:
-                    downgraded = True
-                    decision_rows.append(
-                        _decision(
-                            run_id, step + 1, ts, "burst-budget", "cost_usd", burst_total / 1e9, 2.0,
-                            "downgrade", "sum",
-                            f"burst-budget: cost_usd sum over 10m = ${burst_total / 1e9:,.2f} > $2.00 "
-                            f"(run {run_id}) -> downgrade",
-                            requested_model=requested, model=LADDER[requested],
-                        )
-                    )
-                if spent > RUN_CAP_NANO:
-                    decision_rows.append(
-                        _decision(
-                            run_id, step + 1, ts, "run-cap", "cost_usd", spent / 1e9, 20.0, "halt",
-                            "sum",
-                            f"run-cap: cost_usd sum over 24h = ${spent / 1e9:,.2f} > $20.00 (run {run_id}) -> halt",
-                        )
-                    )
-                    status = "halted"
-                    break
-            ts += uniform(0.05, 3.0)  # the agent thinks, calls tools
-        made += len(call_rows)
-        ended = None if ts > last - 120 else ts + 0.01  # the newest runs are still running
-        run_row = (
-            run_id,
-            task,
-            started,
-            ended,
-            "running" if ended is None else status,
-            tags_json,
-            rng.choice(digests),
+            retry_hash = phash if error_type != "BadRequestError" else None
+            if step == steps:
+                status = "error"
+            continue
+        retry_hash = None
+        out = min(int(lognorm(math.log(active.output_median), 0.8)) + 1, max_tokens or 16384)
+        reasoning = int(out * uniform(0.3, 0.8)) if active.reasoning else 0
+        inp, cread, cwrite, cwrite_1h = _split_prompt(
+            rng, active.cache, prompt, previous_prompt, system, step, long_ttl
         )
-        yield run_row, call_rows, decision_rows
+        usage = Usage(
+            input_tokens=inp,
+            output_tokens=out,
+            cache_read_tokens=cread,
+            cache_write_tokens=cwrite,
+            reasoning_tokens=reasoning,
+            cache_write_1h_tokens=cwrite_1h,
+        )
+        cost = cost_nano_usd(model, usage, prices=prices)
+        estimated = stream and rand() < 0.03  # a stream without a usage chunk
+        ttft = lognorm(math.log(active.ttft_ms + prompt / 100.0), 0.35)
+        latency = pre_ms + ttft + out / active.tokens_per_s * 1000.0 * uniform(0.8, 1.3) + post_ms
+        ts += latency / 1000.0
+        rates = prices.rates(model)
+        call_rows.append(
+            (
+                run_id, step, ts, requested, model,
+                rates.provider if rates is not None else "hosted_vllm",
+                inp, out, cread, cwrite, reasoning, cwrite_1h,
+                "estimated" if estimated else "reported",
+                cost, "ok" if cost is not None else "unknown_model",
+                latency, ttft if stream else None, pre_ms, post_ms, "ok", None,
+                1 if stream else 0, phash, max_tokens, reserved, decided_at, decided_prompt,
+                tags_json, writer,
+            )
+        )
+        previous_prompt = prompt
+        context = prompt + out + randint(100, 2500)  # the answer and a tool result join the context
+        if cost is not None:
+            spent += cost
+            burst.append((ts, cost))
+            burst_total += cost
+            while burst and burst[0][0] <= ts - BURST_WINDOW_S:
+                burst_total -= burst.popleft()[1]
+            if not downgraded and burst_total > BURST_NANO and requested in LADDER:
+                downgraded = True
+                decision_rows.append(
+                    _decision(
+                        run_id, step + 1, ts, "burst-budget", "cost_usd", burst_total / 1e9, 2.0,
+                        "downgrade", "sum",
+                        f"burst-budget: cost_usd sum over 10m = ${burst_total / 1e9:,.2f} > $2.00 "
+                        f"(run {run_id}) -> downgrade",
+                        requested_model=requested, model=LADDER[requested],
+                    )
+                )
+            if spent > RUN_CAP_NANO:
+                decision_rows.append(
+                    _decision(
+                        run_id, step + 1, ts, "run-cap", "cost_usd", spent / 1e9, 20.0, "halt",
+                        "sum",
+                        f"run-cap: cost_usd sum over 24h = ${spent / 1e9:,.2f} > $20.00 (run {run_id}) -> halt",
+                    )
+                )
+                status = "halted"
+                break
+        ts += uniform(0.05, 3.0)  # the agent thinks, calls tools
+    ended = None if ts > last - 120 else ts + 0.01  # the newest runs are still running
+    run_row = (
+        run_id,
+        task,
+        started,
+        ended,
+        "running" if ended is None else status,
+        tags_json,
+        rng.choice(digests),
+    )
+    return run_row, call_rows, decision_rows
 
 
 def generate(
