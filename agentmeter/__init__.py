@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 # litellm must read its bundled price map, never fetch one: set before anything imports it.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from .clock import Clock, FakeClock, SystemClock  # noqa: E402
-from .decision import Compact, Decision, Fired  # noqa: E402
-from .errors import (  # noqa: E402
+from .clock import Clock, FakeClock, SystemClock
+from .decision import Compact, Decision, Fired
+from .errors import (
     AgentmeterError,
     BudgetExceeded,
     ConfigError,
@@ -26,11 +26,11 @@ from .errors import (  # noqa: E402
     ReplayError,
     StorageError,
 )
-from .meter import Meter  # noqa: E402
-from .normalize import normalize_usage  # noqa: E402
-from .pricing import PriceTable, compute_cost  # noqa: E402
-from .run import Call, CallRecord, Run  # noqa: E402
-from .usage import Usage  # noqa: E402
+from .meter import Meter
+from .normalize import normalize_usage
+from .pricing import PriceTable, compute_cost
+from .run import Call, CallRecord, Run
+from .usage import Usage
 
 __version__ = "0.1.0"
 
@@ -54,6 +54,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'agentmeter' has no attribute {name!r}")
+
 
 __all__ = [
     "AgentmeterError",

@@ -40,10 +40,18 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--db", "db_path", default="agentmeter-demo.db", show_default=True, help="Where to write the demo's flight recorder.")
+@click.option(
+    "--db",
+    "db_path",
+    default="agentmeter-demo.db",
+    show_default=True,
+    help="Where to write the demo's flight recorder.",
+)
 @click.option("--steps", default=64, show_default=True, help="Agent steps to simulate.")
 @click.option("--seed", default=7, show_default=True, help="Random seed of the simulated provider.")
-@click.option("--policies", default="default", show_default=True, help="Policy file or built-in name.")
+@click.option(
+    "--policies", default="default", show_default=True, help="Policy file or built-in name."
+)
 @click.option("--quiet", is_flag=True, help="Print only the summary.")
 def demo(db_path: str, steps: int, seed: int, policies: str, quiet: bool) -> None:
     """Run a simulated agent on a simulated provider (no network, no key) under the policies."""
@@ -59,7 +67,9 @@ def demo(db_path: str, steps: int, seed: int, policies: str, quiet: bool) -> Non
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     click.echo(f"agentmeter demo: simulated agent, simulated provider, policies: {policies}")
     click.echo(f"flight recorder: {path.resolve()}\n")
-    result = run_demo(path, steps=steps, seed=seed, policies=policies, verbose=not quiet, emit=click.echo)
+    result = run_demo(
+        path, steps=steps, seed=seed, policies=policies, verbose=not quiet, emit=click.echo
+    )
     click.echo("")
     print_model_summary(str(path), run_id=result.run_id)
     saved = result.baseline_cost - result.cost
@@ -93,7 +103,9 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
         normalized = policy_set.normalized()
         out[str(file)] = normalized
         if not as_json:
-            click.echo(f"{file}: ok ({len(policy_set.policies)} policies, digest {policy_set.digest})")
+            click.echo(
+                f"{file}: ok ({len(policy_set.policies)} policies, digest {policy_set.digest})"
+            )
             import yaml
 
             click.echo(yaml.safe_dump(normalized, sort_keys=False, width=100).rstrip())

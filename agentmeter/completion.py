@@ -153,10 +153,20 @@ class _StreamState:
         self.call.first_token()
         self.chunks.append(chunk)
         try:
-            choices = chunk.get("choices") if isinstance(chunk, dict) else getattr(chunk, "choices", None)
+            choices = (
+                chunk.get("choices") if isinstance(chunk, dict) else getattr(chunk, "choices", None)
+            )
             if choices:
-                delta = choices[0].get("delta") if isinstance(choices[0], dict) else getattr(choices[0], "delta", None)
-                content = delta.get("content") if isinstance(delta, dict) else getattr(delta, "content", None)
+                delta = (
+                    choices[0].get("delta")
+                    if isinstance(choices[0], dict)
+                    else getattr(choices[0], "delta", None)
+                )
+                content = (
+                    delta.get("content")
+                    if isinstance(delta, dict)
+                    else getattr(delta, "content", None)
+                )
                 if isinstance(content, str):
                     self.text.append(content)
             model = chunk.get("model") if isinstance(chunk, dict) else getattr(chunk, "model", None)

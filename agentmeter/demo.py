@@ -19,7 +19,7 @@ from typing import Any
 
 from .clock import FakeClock
 from .decision import Decision
-from .errors import BudgetExceeded, PauseRequested
+from .errors import BudgetExceeded
 from .meter import Meter
 from .pricing import nano_to_usd
 from .simulate import SimulatedProvider, SimulatedProviderError, estimate_tokens
@@ -58,7 +58,10 @@ def _scenario(
     with meter.run("demo-research", tags={"tenant": "demo", "feature": "research"}) as run:
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": "You are a meticulous research agent. " * 20},
-            {"role": "user", "content": "Survey the literature on agent cost control and write a report."},
+            {
+                "role": "user",
+                "content": "Survey the literature on agent cost control and write a report.",
+            },
         ]
         done = 0
         for step in range(1, steps + 1):
@@ -71,10 +74,16 @@ def _scenario(
                 if verbose:
                     emit("         ~ the provider recovers")
             looping = 48 <= step < 56
-            outgoing = messages if not looping else [*messages[:1], {"role": "user", "content": REFLECTION}]
+            outgoing = (
+                messages
+                if not looping
+                else [*messages[:1], {"role": "user", "content": REFLECTION}]
+            )
             stream = step % 3 == 0
             try:
-                response = run.completion(model="gpt-4o", messages=outgoing, stream=stream, max_tokens=1024)
+                response = run.completion(
+                    model="gpt-4o", messages=outgoing, stream=stream, max_tokens=1024
+                )
                 if stream:
                     for _ in response:
                         pass
@@ -87,7 +96,9 @@ def _scenario(
                     emit(f"step {step:>3}  provider error after retries: {exc}")
             done = step
             if not looping:
-                messages.append({"role": "assistant", "content": f"Step {step}: searching and reading." * 10})
+                messages.append(
+                    {"role": "assistant", "content": f"Step {step}: searching and reading." * 10}
+                )
                 messages.append({"role": "tool", "content": "result " * (2200 + 150 * (step % 7))})
             rec = _last_ok(run)
             if rec is not None:
@@ -110,7 +121,13 @@ def _last_ok(run: Any) -> tuple[float, int, float, str, int] | None:
     rec = getattr(run, "last_record", None)
     if rec is None or rec.status != "ok" or rec.cost_nano_usd is None or rec.usage is None:
         return None
-    return (rec.ts, rec.cost_nano_usd, rec.latency_ms or 0.0, rec.model or "?", rec.usage.prompt_tokens)
+    return (
+        rec.ts,
+        rec.cost_nano_usd,
+        rec.latency_ms or 0.0,
+        rec.model or "?",
+        rec.usage.prompt_tokens,
+    )
 
 
 def run_demo(
@@ -148,12 +165,21 @@ def run_demo(
         pause="sleep",
     )
     with meter:
-        run_id, done, halted, cost = _scenario(meter, provider, steps=steps, emit=emit, verbose=verbose)
+        run_id, done, halted, cost = _scenario(
+            meter, provider, steps=steps, emit=emit, verbose=verbose
+        )
 
     base_clock = FakeClock(start)
     base_provider = SimulatedProvider(base_clock, seed=seed)
-    with Meter(db=":memory:", clock=base_clock, completion_fn=base_provider.completion, token_counter=counter) as base:
-        _, _, _, baseline = _scenario(base, base_provider, steps=steps, emit=lambda _: None, verbose=False)
+    with Meter(
+        db=":memory:",
+        clock=base_clock,
+        completion_fn=base_provider.completion,
+        token_counter=counter,
+    ) as base:
+        _, _, _, baseline = _scenario(
+            base, base_provider, steps=steps, emit=lambda _: None, verbose=False
+        )
     return DemoResult(
         db_path=str(db_path) if db_path is not None else None,
         run_id=run_id,

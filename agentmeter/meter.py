@@ -188,7 +188,9 @@ class Meter:
         self.tags = dict(tags or {})
         self.compactor = compactor
         self.pause_mode = pause
-        callbacks = on_decision if isinstance(on_decision, list) else [on_decision] if on_decision else []
+        callbacks = (
+            on_decision if isinstance(on_decision, list) else [on_decision] if on_decision else []
+        )
         self.on_decision: list[Callable[[Decision], None]] = callbacks
         self.completion_fn = completion_fn
         self.acompletion_fn = acompletion_fn

@@ -104,6 +104,26 @@ def m001_initial(db: Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS agentmeter_runs_started ON agentmeter_runs (started_at)")
 
 
+@step
+def m002_content(db: Database) -> None:
+    """Opt-in content capture (the cassette): redacted request and response bodies per call."""
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS agentmeter_content (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            step INTEGER,
+            ts REAL NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('request', 'response')),
+            body TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS agentmeter_content_run ON agentmeter_content (run_id, step, id)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS agentmeter_content_ts ON agentmeter_content (ts)")
+
+
 def schema_version() -> int:
     """How many migrations this version knows."""
     return len(STEPS)
@@ -145,3 +165,20 @@ def _applied(conn: sqlite3.Connection) -> list[str]:
     except sqlite3.OperationalError:
         return []
     return [row[0] for row in rows]
+
+
+def schema_sql(conn: sqlite3.Connection | None = None) -> str:
+    """The flight recorder's tables and indexes as SQL (what the README shows)."""
+    if conn is None:
+        conn = sqlite3.connect(":memory:")
+        migrate(conn)
+    rows = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name LIKE 'agentmeter_%' AND sql IS NOT NULL "
+        "ORDER BY type = 'index', rowid"
+    ).fetchall()
+    return ";\n".join(_dedent_sql(sql) for (sql,) in rows) + ";"
+
+
+def _dedent_sql(sql: str) -> str:
+    lines = [line.rstrip() for line in sql.strip().splitlines()]
+    return "\n".join(line[8:] if line.startswith("        ") else line for line in lines)

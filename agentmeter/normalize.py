@@ -63,7 +63,7 @@ _COHERE_EVENTS = frozenset(
         "debug",
     }
 )
-_CHAT_OBJECTS = frozenset(
+_OPENAI_OBJECTS = frozenset(
     {"chat.completion", "chat.completion.chunk", "text_completion", "response"}
 )
 _GEMINI_KEYS = (
@@ -130,7 +130,7 @@ def detect_provider_family(chunk: Any) -> str | None:
     if isinstance(get(chunk, "event_type"), str):  # Cohere v1 stream events
         return "cohere"
     obj = get(chunk, "object")
-    if (isinstance(obj, str) and obj in _CHAT_OBJECTS) or get(chunk, "choices") is not None:
+    if (isinstance(obj, str) and obj in _OPENAI_OBJECTS) or get(chunk, "choices") is not None:
         return "openai"
     usage = get(chunk, "usage")
     if usage is not None:
@@ -187,7 +187,8 @@ def _normalize(payload: Any, provider: str | None, family: str | None) -> Usage 
         if events is not None and get(payload, "usage") is None and _is_event_stream(events):
             chunks = events
     accumulators: dict[str, Accumulator] = {}
-    for chunk in chunks:
+    for item in chunks:
+        chunk = _unwrap(item)
         name = family or detect_provider_family(chunk)
         if name is None:
             continue
@@ -199,6 +200,16 @@ def _normalize(payload: Any, provider: str | None, family: str | None) -> Usage 
     found = [usage for usage in results if usage is not None]
     # Chunks of two providers in one stream cannot be one call: refuse to guess.
     return found[0] if len(found) == 1 else None
+
+
+def _unwrap(chunk: Any) -> Any:
+    """The chunk inside an SDK event envelope (mistralai streams yield ``CompletionEvent.data``)."""
+    data = get(chunk, "data")
+    if data is None or isinstance(data, (str, bytes, bytearray, int, float, list, tuple)):
+        return chunk
+    if get(chunk, "usage") is not None or get(chunk, "type") is not None:
+        return chunk  # a provider event that merely has a "data" field
+    return data
 
 
 def _is_event_stream(events: Any) -> bool:

@@ -40,7 +40,13 @@ def model_summary(conn: sqlite3.Connection, *, run_id: str | None = None) -> lis
         g["calls"] += 1
         g["errors"] += status != "ok"
         for key, value in zip(
-            ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"),
+            (
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "reasoning_tokens",
+            ),
             (inp, out, cr, cw, rs),
             strict=True,
         ):
@@ -81,7 +87,19 @@ def print_model_summary(db_path: str, *, run_id: str | None = None) -> None:
     finally:
         conn.close()
     table = Table(title="per model", title_justify="left")
-    for column in ("model", "calls", "errors", "input", "cache read", "cache write", "output", "reasoning", "cost", "p50", "p90"):
+    for column in (
+        "model",
+        "calls",
+        "errors",
+        "input",
+        "cache read",
+        "cache write",
+        "output",
+        "reasoning",
+        "cost",
+        "p50",
+        "p90",
+    ):
         table.add_column(column, justify="left" if column == "model" else "right")
     for r in rows:
         table.add_row(

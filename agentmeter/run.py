@@ -35,7 +35,11 @@ def prompt_hash(messages: Any) -> str | None:
     if messages is None:
         return None
     try:
-        text = messages if isinstance(messages, str) else json.dumps(messages, sort_keys=True, default=str)
+        text = (
+            messages
+            if isinstance(messages, str)
+            else json.dumps(messages, sort_keys=True, default=str)
+        )
     except (TypeError, ValueError):
         text = repr(messages)
     return hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).hexdigest()
@@ -183,7 +187,9 @@ class Run:
             )
         except Exception as exc:  # telemetry must never break the agent
             self.meter.internal_errors += 1
-            self.meter.warn_once("record", f"agentmeter: could not record a call ({exc!r}); the agent continues")
+            self.meter.warn_once(
+                "record", f"agentmeter: could not record a call ({exc!r}); the agent continues"
+            )
             return None
 
     def _record(
@@ -213,7 +219,11 @@ class Run:
                 model = _response_model(response)
         if usage is not None and not isinstance(usage, Usage):
             usage = normalize_usage(usage)
-        cost = cost_nano_usd(model, usage, prices=meter.prices) if model and usage is not None else None
+        cost = (
+            cost_nano_usd(model, usage, prices=meter.prices)
+            if model and usage is not None
+            else None
+        )
         if cost is not None:
             cost_status = "ok"
         elif usage is None:
@@ -238,7 +248,11 @@ class Run:
                 self._spent_nano += cost
             else:
                 self._unknown_cost_calls += 1
-        tags_json = self._tags_json if not tags else json.dumps({**self.tags, **tags}, sort_keys=True, default=str)
+        tags_json = (
+            self._tags_json
+            if not tags
+            else json.dumps({**self.tags, **tags}, sort_keys=True, default=str)
+        )
         local = self._local
         reservation: Reservation | None = getattr(local, "reservation", None)
         decided = getattr(local, "decided", None)
@@ -401,10 +415,16 @@ class Run:
             try:
                 callback(decision)
             except Exception as exc:
-                meter.warn_once("on_decision", f"agentmeter: an on_decision callback failed: {exc!r}")
+                meter.warn_once(
+                    "on_decision", f"agentmeter: an on_decision callback failed: {exc!r}"
+                )
 
     def _decision_row(self, fired: Fired, now: float, decision: Decision) -> tuple[Any, ...]:
-        detail: dict[str, Any] = {"transition": fired.transition, "reason": fired.reason, "stat": fired.stat}
+        detail: dict[str, Any] = {
+            "transition": fired.transition,
+            "reason": fired.reason,
+            "stat": fired.stat,
+        }
         if fired.action == "downgrade":
             detail.update(requested_model=decision.requested_model, model=decision.model)
         if fired.action == "pause":
@@ -425,7 +445,9 @@ class Run:
             json.dumps(detail, sort_keys=True, default=str),
         )
 
-    def apply(self, decision: Decision, messages: list[dict[str, Any]] | None = None) -> list[dict[str, Any]] | None:
+    def apply(
+        self, decision: Decision, messages: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]] | None:
         """Carry out a decision: raise on halt, wait (or raise) on pause, compact ``messages``.
 
         Returns the messages to send (compacted when asked).
@@ -445,11 +467,18 @@ class Run:
                 )
             self.meter.clock.sleep(decision.pause_s)
         if decision.compact is not None and messages:
-            messages = self.compact(messages, decision.compact.target_tokens, model=decision.model, step=decision.step)
+            messages = self.compact(
+                messages, decision.compact.target_tokens, model=decision.model, step=decision.step
+            )
         return messages
 
     def compact(
-        self, messages: list[dict[str, Any]], target_tokens: int, *, model: str = "gpt-4o", step: int | None = None
+        self,
+        messages: list[dict[str, Any]],
+        target_tokens: int,
+        *,
+        model: str = "gpt-4o",
+        step: int | None = None,
     ) -> list[dict[str, Any]]:
         """Compact ``messages`` to ``target_tokens`` with the meter's compactor; record before/after."""
         from .compaction import compact_messages
@@ -463,12 +492,27 @@ class Run:
             else compact_messages(messages, target_tokens, model=model, count=count)
         )
         after = count(model, result)
-        detail = {"tokens_before": before, "tokens_after": after, "target_tokens": target_tokens,
-                  "messages_before": len(messages), "messages_after": len(result)}
+        detail = {
+            "tokens_before": before,
+            "tokens_after": after,
+            "target_tokens": target_tokens,
+            "messages_before": len(messages),
+            "messages_after": len(result),
+        }
         self.meter.put(
             "decision",
-            (self.run_id, step, self.meter.clock.now(), "compaction", "prompt_tokens", float(before),
-             float(target_tokens), "compacted", f"run {self.run_id}", json.dumps(detail, sort_keys=True)),
+            (
+                self.run_id,
+                step,
+                self.meter.clock.now(),
+                "compaction",
+                "prompt_tokens",
+                float(before),
+                float(target_tokens),
+                "compacted",
+                f"run {self.run_id}",
+                json.dumps(detail, sort_keys=True),
+            ),
         )
         return result
 
@@ -514,7 +558,9 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
         if exc_type is None:
             self.end()
         elif issubclass(exc_type, BudgetExceeded):
@@ -615,7 +661,9 @@ class Call:
         """The model that actually answered, when it differs from the one named at entry."""
         self.model = model
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
         end = self.run.meter.clock.monotonic()
         latency_ms = (end - self._t0) * 1000.0
         post_ms = (end - self._received) * 1000.0 if self._received is not None else None
@@ -655,7 +703,9 @@ def _hash_of(messages: Any) -> str | None:
 
 
 def _response_model(response: Any) -> str | None:
-    model = response.get("model") if isinstance(response, Mapping) else getattr(response, "model", None)
+    model = (
+        response.get("model") if isinstance(response, Mapping) else getattr(response, "model", None)
+    )
     return model if isinstance(model, str) else None
 
 

@@ -7,6 +7,7 @@ of sleeping, so a simulated hour takes milliseconds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Iterator
@@ -15,7 +16,13 @@ from typing import Any
 
 from .clock import FakeClock
 
-__all__ = ["MODEL_PROFILES", "ModelProfile", "SimulatedProvider", "SimulatedProviderError", "estimate_tokens"]
+__all__ = [
+    "MODEL_PROFILES",
+    "ModelProfile",
+    "SimulatedProvider",
+    "SimulatedProviderError",
+    "estimate_tokens",
+]
 
 
 def estimate_tokens(messages: Any) -> int:
@@ -46,10 +53,18 @@ class ModelProfile:
 
 MODEL_PROFILES: dict[str, ModelProfile] = {
     "gpt-4o": ModelProfile("gpt-4o-2024-08-06", ttft_ms=450, tokens_per_s=85, output_tokens=420),
-    "gpt-4o-mini": ModelProfile("gpt-4o-mini-2024-07-18", ttft_ms=280, tokens_per_s=140, output_tokens=380),
-    "o4-mini": ModelProfile("o4-mini-2025-04-16", ttft_ms=1800, tokens_per_s=160, output_tokens=900, reasoning_share=0.6),
-    "claude-sonnet-4-5": ModelProfile("claude-sonnet-4-5-20250929", ttft_ms=650, tokens_per_s=70, output_tokens=500),
-    "claude-haiku-4-5": ModelProfile("claude-haiku-4-5-20251001", ttft_ms=350, tokens_per_s=150, output_tokens=380),
+    "gpt-4o-mini": ModelProfile(
+        "gpt-4o-mini-2024-07-18", ttft_ms=280, tokens_per_s=140, output_tokens=380
+    ),
+    "o4-mini": ModelProfile(
+        "o4-mini-2025-04-16", ttft_ms=1800, tokens_per_s=160, output_tokens=900, reasoning_share=0.6
+    ),
+    "claude-sonnet-4-5": ModelProfile(
+        "claude-sonnet-4-5-20250929", ttft_ms=650, tokens_per_s=70, output_tokens=500
+    ),
+    "claude-haiku-4-5": ModelProfile(
+        "claude-haiku-4-5-20251001", ttft_ms=350, tokens_per_s=150, output_tokens=380
+    ),
 }
 
 
@@ -78,10 +93,12 @@ class SimulatedProvider:
         self.clock = clock or FakeClock()
         self.random = random.Random(seed)
         self.profiles = dict(profiles or MODEL_PROFILES)
-        self._seen_prefixes: set[str] = set()
+        self._seen_prefixes: set[bytes] = set()
         self.calls = 0
 
-    def degrade(self, model: str, slow_factor: float = 1.0, error_rate: float | None = None) -> None:
+    def degrade(
+        self, model: str, slow_factor: float = 1.0, error_rate: float | None = None
+    ) -> None:
         """Make ``model`` slower (and optionally flakier) from now on."""
         profile = self.profiles[model]
         self.profiles[model] = replace(
@@ -97,17 +114,27 @@ class SimulatedProvider:
         return self.profiles[bare]
 
     def _cached_tokens(self, messages: list[dict[str, Any]]) -> int:
-        cached = 0
-        prefix: list[Any] = []
+        cached = tokens = 0
+        digest = b""
         for i, message in enumerate(messages):
-            prefix.append(message)
-            key = json.dumps(prefix, sort_keys=True, default=str)
-            if key in self._seen_prefixes and i < len(messages) - 1:
-                cached = estimate_tokens(prefix)
-            self._seen_prefixes.add(key)
+            # A chained hash names each prefix in O(1) per message.
+            text = json.dumps(message, sort_keys=True, default=str)
+            digest = hashlib.blake2b(digest + text.encode(), digest_size=16).digest()
+            tokens += estimate_tokens([message])
+            if digest in self._seen_prefixes and i < len(messages) - 1:
+                cached = tokens
+            self._seen_prefixes.add(digest)
         return cached if cached >= 1024 else 0
 
-    def completion(self, *, model: str, messages: list[dict[str, Any]], stream: bool = False, max_tokens: int | None = None, **_: Any) -> Any:
+    def completion(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        stream: bool = False,
+        max_tokens: int | None = None,
+        **_: Any,
+    ) -> Any:
         """Answer like ``litellm.completion(..., mock_response=...)`` would, but with real-looking usage."""
         profile = self._profile(model)
         rng = self.random
@@ -118,12 +145,19 @@ class SimulatedProvider:
         if max_tokens:
             output = min(output, max_tokens)
         reasoning = int(output * profile.reasoning_share)
-        ttft_s = profile.slow_factor * rng.lognormvariate(0, 0.25) * (profile.ttft_ms + prompt * 0.004) / 1000
+        ttft_s = (
+            profile.slow_factor
+            * rng.lognormvariate(0, 0.25)
+            * (profile.ttft_ms + prompt * 0.004)
+            / 1000
+        )
         gen_s = profile.slow_factor * output / profile.tokens_per_s * rng.uniform(0.85, 1.2)
         if rng.random() < profile.error_rate:
             self.clock.advance(ttft_s)
             status = rng.choice((429, 500, 503))
-            raise SimulatedProviderError(f"simulated provider error {status} for {model}", status_code=status)
+            raise SimulatedProviderError(
+                f"simulated provider error {status} for {model}", status_code=status
+            )
         usage = {
             "prompt_tokens": prompt,
             "completion_tokens": output,
@@ -140,18 +174,45 @@ class SimulatedProvider:
                 "object": "chat.completion",
                 "created": int(self.clock.now()),
                 "model": profile.version,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
                 "usage": usage,
             }
         return self._stream(ident, profile, text, usage, ttft_s, gen_s)
 
-    def _stream(self, ident: str, profile: ModelProfile, text: str, usage: dict[str, Any], ttft_s: float, gen_s: float) -> Iterator[dict[str, Any]]:
+    def _stream(
+        self,
+        ident: str,
+        profile: ModelProfile,
+        text: str,
+        usage: dict[str, Any],
+        ttft_s: float,
+        gen_s: float,
+    ) -> Iterator[dict[str, Any]]:
         pieces = [text[i : i + 8] for i in range(0, len(text), 8)] or [""]
-        base = {"id": ident, "object": "chat.completion.chunk", "created": int(self.clock.now()), "model": profile.version}
+        base = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": int(self.clock.now()),
+            "model": profile.version,
+        }
         self.clock.advance(ttft_s)
         for i, piece in enumerate(pieces):
             if i:
                 self.clock.advance(gen_s / len(pieces))
-            yield {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}], "usage": None}
-        yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": None}
+            yield {
+                **base,
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                "usage": None,
+            }
+        yield {
+            **base,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "usage": None,
+        }
         yield {**base, "choices": [], "usage": usage}

@@ -41,7 +41,7 @@ class WindowSpec:
 
 def _format_seconds(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
+        if seconds >= size and seconds % size == 0 and not (unit == "d" and seconds < 3 * 86400):
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
 

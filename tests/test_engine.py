@@ -15,7 +15,10 @@ from agentmeter import Usage
 from agentmeter.policy.metrics import METRICS
 from agentmeter.pricing import compute_cost
 
-PRICES = {"test-model": {"input": "$1", "output": "$2"}, "cheap-model": {"input": "$0.10", "output": "$0.20"}}
+PRICES = {
+    "test-model": {"input": "$1", "output": "$2"},
+    "cheap-model": {"input": "$0.10", "output": "$0.20"},
+}
 
 
 def policies(*rules: str, ladder: str = "") -> str:
@@ -28,19 +31,38 @@ def rule(name: str, when: str, then: str = "[alert]", extra: str = "") -> str:
 
 # -- statistics through the engine equal brute force ------------------------------------------------
 CASES = [
-    ("cost_usd", "sum"), ("cost_usd", "max"), ("cost_usd", "mean"), ("input_tokens", "sum"),
-    ("output_tokens", "p50"), ("cache_read_tokens", "sum"), ("prompt_tokens", "last"),
-    ("total_tokens", "min"), ("latency_ms", "p90"), ("latency_ms", "p99"), ("latency_ms", "p95"),
-    ("ttft_ms", "mean"), ("errors", "sum"), ("error_rate", "mean"), ("calls", "count"),
-    ("calls", "rate"), ("cache_hit_ratio", "ratio"), ("repeated_prompt", "repeats"),
-    ("reasoning_tokens", "max"), ("cache_write_tokens", "sum"),
+    ("cost_usd", "sum"),
+    ("cost_usd", "max"),
+    ("cost_usd", "mean"),
+    ("input_tokens", "sum"),
+    ("output_tokens", "p50"),
+    ("cache_read_tokens", "sum"),
+    ("prompt_tokens", "last"),
+    ("total_tokens", "min"),
+    ("latency_ms", "p90"),
+    ("latency_ms", "p99"),
+    ("latency_ms", "p95"),
+    ("ttft_ms", "mean"),
+    ("errors", "sum"),
+    ("error_rate", "mean"),
+    ("calls", "count"),
+    ("calls", "rate"),
+    ("cache_hit_ratio", "ratio"),
+    ("repeated_prompt", "repeats"),
+    ("reasoning_tokens", "max"),
+    ("cache_write_tokens", "sum"),
 ]
 
 calls_strategy = st.lists(
     st.tuples(
         st.floats(0, 40),  # gap before the call, seconds
-        st.integers(0, 5000), st.integers(1, 800), st.integers(0, 3000), st.integers(0, 500),
-        st.floats(10, 20_000), st.booleans(), st.sampled_from(["p1", "p2", "p3", "p4"]),
+        st.integers(0, 5000),
+        st.integers(1, 800),
+        st.integers(0, 3000),
+        st.integers(0, 500),
+        st.floats(10, 20_000),
+        st.booleans(),
+        st.sampled_from(["p1", "p2", "p3", "p4"]),
     ),
     min_size=1,
     max_size=30,
@@ -57,7 +79,11 @@ def brute_value(metric, stat, calls, now, window_s, last):
     m = METRICS[metric]
     if metric == "cache_hit_ratio":
         prompt = sum(c["prompt_tokens"] for c in kept if c["prompt_tokens"] is not None)
-        return sum(c["cache_read_tokens"] for c in kept if c["prompt_tokens"] is not None) / prompt if prompt else None
+        return (
+            sum(c["cache_read_tokens"] for c in kept if c["prompt_tokens"] is not None) / prompt
+            if prompt
+            else None
+        )
     if metric == "repeated_prompt":
         hashes = [c["prompt_hash"] for c in kept]
         return max(hashes.count(h) for h in hashes) if hashes else 0
@@ -71,9 +97,14 @@ def brute_value(metric, stat, calls, now, window_s, last):
     if not values:
         return None
     result = {
-        "mean": lambda: sum(values) / len(values), "max": lambda: max(values), "min": lambda: min(values),
+        "mean": lambda: sum(values) / len(values),
+        "max": lambda: max(values),
+        "min": lambda: min(values),
         "last": lambda: values[-1],
-    }.get(stat, lambda: float(np.percentile(values, {"p50": 50, "p90": 90, "p95": 95, "p99": 99}[stat])))()
+    }.get(
+        stat,
+        lambda: float(np.percentile(values, {"p50": 50, "p90": 90, "p95": 95, "p99": 99}[stat])),
+    )()
     return result * m.scale
 
 
@@ -93,17 +124,38 @@ def test_engine_statistic_equals_brute_force(metric, stat, window, calls, probe)
         recorded = []
         for gap, inp, out, cread, reasoning, latency, error, phash in calls:
             clock.advance(gap)
-            usage = Usage(input_tokens=inp, output_tokens=out, cache_read_tokens=cread, reasoning_tokens=min(reasoning, out))
-            rec = run.record(
-                model="test-model", usage=usage, latency_ms=latency, ttft_ms=latency / 3,
-                status="error" if error else "ok", prompt_hash=phash,
+            usage = Usage(
+                input_tokens=inp,
+                output_tokens=out,
+                cache_read_tokens=cread,
+                reasoning_tokens=min(reasoning, out),
             )
-            recorded.append({
-                "ts": clock.now(), "cost": rec.cost_nano_usd, "input_tokens": inp, "output_tokens": out,
-                "cache_read_tokens": cread, "cache_write_tokens": 0, "reasoning_tokens": min(reasoning, out),
-                "prompt_tokens": inp + cread, "total_tokens": inp + cread + out, "latency_ms": latency,
-                "ttft_ms": latency / 3, "error": 1 if error else 0, "prompt_hash": phash, "cost_unknown": 0,
-            })
+            rec = run.record(
+                model="test-model",
+                usage=usage,
+                latency_ms=latency,
+                ttft_ms=latency / 3,
+                status="error" if error else "ok",
+                prompt_hash=phash,
+            )
+            recorded.append(
+                {
+                    "ts": clock.now(),
+                    "cost": rec.cost_nano_usd,
+                    "input_tokens": inp,
+                    "output_tokens": out,
+                    "cache_read_tokens": cread,
+                    "cache_write_tokens": 0,
+                    "reasoning_tokens": min(reasoning, out),
+                    "prompt_tokens": inp + cread,
+                    "total_tokens": inp + cread + out,
+                    "latency_ms": latency,
+                    "ttft_ms": latency / 3,
+                    "error": 1 if error else 0,
+                    "prompt_hash": phash,
+                    "cost_unknown": 0,
+                }
+            )
         clock.advance(probe)
         got = meter.engine.value("p", now=clock.now(), run_id=run.run_id, model="test-model")
         window_s, last = (60.0, None) if window.startswith("window") else (None, 7)
@@ -118,7 +170,12 @@ def test_engine_statistic_equals_brute_force(metric, stat, window, calls, probe)
 def test_no_flapping_on_a_signal_oscillating_around_the_threshold(clock):
     """p90 latency wobbling 7.9s/8.1s around an 8s threshold fires once and does not recover."""
     ps = policies(
-        rule("slow", "{metric: latency_ms, stat: p90, last: 5, above: 8s}", "[downgrade]", "    cooldown: 30s\n"),
+        rule(
+            "slow",
+            "{metric: latency_ms, stat: p90, last: 5, above: 8s}",
+            "[downgrade]",
+            "    cooldown: 30s\n",
+        ),
         ladder="ladder:\n  test-model: [cheap-model]\n",
     )
     with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=PRICES) as meter:
@@ -126,26 +183,50 @@ def test_no_flapping_on_a_signal_oscillating_around_the_threshold(clock):
         transitions = []
         for i in range(200):
             decision = run.decide(model="test-model")
-            transitions += [f.transition for f in decision.fired if f.transition in ("fire", "recover")]
+            transitions += [
+                f.transition for f in decision.fired if f.transition in ("fire", "recover")
+            ]
             latency = 8100.0 if i % 2 else 7900.0
-            run.record(model=decision.model, usage=Usage(input_tokens=10, output_tokens=10), latency_ms=latency)
+            run.record(
+                model=decision.model,
+                usage=Usage(input_tokens=10, output_tokens=10),
+                latency_ms=latency,
+            )
             clock.advance(5)
         assert transitions == ["fire"]
 
 
 def test_downgrade_and_recovery_walk_the_ladder(clock):
     ps = policies(
-        rule("slow", "{metric: latency_ms, stat: max, last: 3, above: 5s}", "[downgrade]", "    cooldown: 0s\n    recover_below: 2s\n"),
-        rule("spendy", "{metric: cost_usd, stat: sum, window: 60s, above: $0.01}", "[downgrade]", "    cooldown: 0s\n    recover_below: $0.001\n"),
+        rule(
+            "slow",
+            "{metric: latency_ms, stat: max, last: 3, above: 5s}",
+            "[downgrade]",
+            "    cooldown: 0s\n    recover_below: 2s\n",
+        ),
+        rule(
+            "spendy",
+            "{metric: cost_usd, stat: sum, window: 60s, above: $0.01}",
+            "[downgrade]",
+            "    cooldown: 0s\n    recover_below: $0.001\n",
+        ),
         ladder="ladder:\n  big: [medium, small]\n",
     )
-    pricing = {"big": {"input": "$10", "output": "$10"}, "medium": {"input": "$1", "output": "$1"}, "small": {"input": "$0.1", "output": "$0.1"}}
+    pricing = {
+        "big": {"input": "$10", "output": "$10"},
+        "medium": {"input": "$1", "output": "$1"},
+        "small": {"input": "$0.1", "output": "$0.1"},
+    }
     with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=pricing) as meter:
         run = meter.run("r")
         assert run.decide(model="big").model == "big"
-        run.record(model="big", usage=Usage(input_tokens=10, output_tokens=10), latency_ms=6000)  # slow, $0.0002
+        run.record(
+            model="big", usage=Usage(input_tokens=10, output_tokens=10), latency_ms=6000
+        )  # slow, $0.0002
         assert run.decide(model="big").model == "medium"  # one step: slow
-        run.record(model="medium", usage=Usage(input_tokens=10_000, output_tokens=0), latency_ms=6000)  # $0.01 + 0.0002 > cap
+        run.record(
+            model="medium", usage=Usage(input_tokens=10_000, output_tokens=0), latency_ms=6000
+        )  # $0.01 + 0.0002 > cap
         assert run.decide(model="big").model == "small"  # two steps: slow and spendy
         for _ in range(3):
             run.record(model="small", usage=Usage(input_tokens=1, output_tokens=1), latency_ms=100)
@@ -157,7 +238,14 @@ def test_downgrade_and_recovery_walk_the_ladder(clock):
 
 
 def test_warn_fires_once_at_the_warn_level(clock):
-    ps = policies(rule("cap", "{metric: cost_usd, stat: sum, window: 1h, above: $1}", "[alert]", "    warn_at: 80%\n"))
+    ps = policies(
+        rule(
+            "cap",
+            "{metric: cost_usd, stat: sum, window: 1h, above: $1}",
+            "[alert]",
+            "    warn_at: 80%\n",
+        )
+    )
     with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=PRICES) as meter:
         run = meter.run("r")
         run.record(model="test-model", usage=Usage(input_tokens=850_000), latency_ms=1)  # $0.85
@@ -166,7 +254,9 @@ def test_warn_fires_once_at_the_warn_level(clock):
         assert warn[0].value == pytest.approx(0.85)
         assert run.decide(model="test-model").fired == ()  # once
         run.record(model="test-model", usage=Usage(input_tokens=200_000), latency_ms=1)  # $1.05
-        assert [(f.action, f.transition) for f in run.decide(model="test-model").fired] == [("alert", "fire")]
+        assert [(f.action, f.transition) for f in run.decide(model="test-model").fired] == [
+            ("alert", "fire")
+        ]
 
 
 # -- compaction ----------------------------------------------------------------------------------
@@ -177,16 +267,32 @@ def test_compaction_hook_gets_the_target_and_its_result_is_sent(clock):
         seen.append((len(messages), target_tokens))
         return messages[-1:]
 
-    ps = policies(rule("bloat", "{metric: prompt_tokens, stat: next, above: 1k}", "[{compact: {target_tokens: 500}}]"))
+    ps = policies(
+        rule(
+            "bloat",
+            "{metric: prompt_tokens, stat: next, above: 1k}",
+            "[{compact: {target_tokens: 500}}]",
+        )
+    )
     sent = []
 
     def fake_completion(**kwargs):
         sent.append(kwargs["messages"])
-        return {"model": "test-model", "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+        return {
+            "model": "test-model",
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
 
     messages = [{"role": "user", "content": "x" * 400} for _ in range(20)]
-    with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=PRICES, compactor=compactor,
-                          completion_fn=fake_completion, token_counter=lambda m, msgs: 100 * len(msgs)) as meter:
+    with agentmeter.Meter(
+        db=":memory:",
+        policies=ps,
+        clock=clock,
+        pricing=PRICES,
+        compactor=compactor,
+        completion_fn=fake_completion,
+        token_counter=lambda m, msgs: 100 * len(msgs),
+    ) as meter:
         run = meter.run("r")
         run.completion(model="test-model", messages=messages)
     assert seen == [(20, 500)]
@@ -198,7 +304,9 @@ def test_builtin_compactor_keeps_system_and_newest_turns():
     from agentmeter.compaction import compact_messages
 
     count = lambda model, msgs: sum(len(m["content"]) for m in msgs)  # noqa: E731
-    messages = [{"role": "system", "content": "s" * 10}] + [{"role": "user", "content": str(i) * 10} for i in range(10)]
+    messages = [{"role": "system", "content": "s" * 10}] + [
+        {"role": "user", "content": str(i) * 10} for i in range(10)
+    ]
     out = compact_messages(messages, 45, count=count)
     assert out[0] == messages[0]
     assert out[1]["role"] == "system" and "7 earlier message(s)" in out[1]["content"]
@@ -209,7 +317,9 @@ def test_builtin_compactor_keeps_system_and_newest_turns():
 def test_pause_resume_time_is_exact(clock):
     """$1 cap over 10 minutes: the pause lasts until enough of the oldest spend leaves the window."""
     ps = policies(rule("pace", "{metric: cost_usd, stat: sum, window: 10m, above: $1}", "[pause]"))
-    with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=PRICES, pause="raise") as meter:
+    with agentmeter.Meter(
+        db=":memory:", policies=ps, clock=clock, pricing=PRICES, pause="raise"
+    ) as meter:
         run = meter.run("r")
         t0 = clock.now()
         for i in range(4):  # $0.30 each at t0, t0+60, t0+120, t0+180
@@ -228,11 +338,18 @@ def test_pause_resume_time_is_exact(clock):
 
 
 def test_pause_sleeps_on_the_clock_by_default(clock):
-    ps = policies(rule("loop", "{metric: repeated_prompt, last: 10, above: 2}", "[{pause: {for: 30s}}]"))
+    ps = policies(
+        rule("loop", "{metric: repeated_prompt, last: 10, above: 2}", "[{pause: {for: 30s}}]")
+    )
     with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=PRICES) as meter:
         run = meter.run("r")
         for _ in range(3):
-            run.record(model="test-model", usage=Usage(input_tokens=1), latency_ms=1, messages=[{"role": "user", "content": "again"}])
+            run.record(
+                model="test-model",
+                usage=Usage(input_tokens=1),
+                latency_ms=1,
+                messages=[{"role": "user", "content": "again"}],
+            )
         decision = run.decide(model="test-model")
         assert decision.pause_s == 30.0
         run.apply(decision)
@@ -250,7 +367,9 @@ def test_halt_raises_budget_exceeded_and_marks_the_run(clock, db_path):
 
     conn = sqlite3.connect(db_path)
     assert conn.execute("select status from agentmeter_runs").fetchone() == ("halted",)
-    assert conn.execute("select policy, action from agentmeter_decisions").fetchall() == [("cap", "halt")]
+    assert conn.execute("select policy, action from agentmeter_decisions").fetchall() == [
+        ("cap", "halt")
+    ]
 
 
 def test_hard_cap_holds_with_32_concurrent_threads(clock):
@@ -261,15 +380,31 @@ def test_hard_cap_holds_with_32_concurrent_threads(clock):
     for name in list(provider.profiles):
         provider.degrade(name, error_rate=0.0)
     cap = Decimal("0.50")
-    ps = policies(rule("cap", f'{{metric: cost_usd, stat: sum, window: 24h, scope: all, above: "${cap}"}}', "[halt]"))
+    ps = policies(
+        rule(
+            "cap",
+            f'{{metric: cost_usd, stat: sum, window: 24h, scope: all, above: "${cap}"}}',
+            "[halt]",
+        )
+    )
     halted = []
-    with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, completion_fn=provider.completion,
-                          token_counter=lambda m, msgs: estimate_tokens(msgs)) as meter:
+    with agentmeter.Meter(
+        db=":memory:",
+        policies=ps,
+        clock=clock,
+        completion_fn=provider.completion,
+        token_counter=lambda m, msgs: estimate_tokens(msgs),
+    ) as meter:
+
         def agent(i):
             run = meter.run(f"agent-{i}")
             try:
                 for _ in range(50):
-                    run.completion(model="gpt-4o", messages=[{"role": "user", "content": "word " * 2000}], max_tokens=600)
+                    run.completion(
+                        model="gpt-4o",
+                        messages=[{"role": "user", "content": "word " * 2000}],
+                        max_tokens=600,
+                    )
             except agentmeter.BudgetExceeded:
                 halted.append(i)
 
@@ -279,7 +414,9 @@ def test_hard_cap_holds_with_32_concurrent_threads(clock):
         for t in threads:
             t.join()
         meter.flush()
-        total = meter._recorder._conn.execute("select sum(cost_nano_usd), count(*) from agentmeter_calls").fetchone()
+        total = meter._recorder._conn.execute(
+            "select sum(cost_nano_usd), count(*) from agentmeter_calls"
+        ).fetchone()
     spent = agentmeter.pricing.nano_to_usd(total[0])
     assert len(halted) == 32
     assert spent <= cap
@@ -287,7 +424,13 @@ def test_hard_cap_holds_with_32_concurrent_threads(clock):
 
 
 def test_budgets_survive_a_restart(clock, db_path):
-    ps = policies(rule("daily", "{metric: cost_usd, stat: sum, window: 24h, scope: {tag: tenant}, above: $1}", "[halt]"))
+    ps = policies(
+        rule(
+            "daily",
+            "{metric: cost_usd, stat: sum, window: 24h, scope: {tag: tenant}, above: $1}",
+            "[halt]",
+        )
+    )
     with agentmeter.Meter(db=db_path, policies=ps, clock=clock, pricing=PRICES) as meter:
         run = meter.run("r", tags={"tenant": "acme"})
         run.record(model="test-model", usage=Usage(input_tokens=1_200_000), latency_ms=1)  # $1.20
@@ -301,8 +444,10 @@ def test_budgets_survive_a_restart(clock, db_path):
 
 
 def test_decisions_are_written_with_their_reason(clock, db_path):
-    ps = policies(rule("slow", "{metric: latency_ms, stat: max, last: 2, above: 1s}", "[downgrade]"),
-                  ladder="ladder:\n  test-model: [cheap-model]\n")
+    ps = policies(
+        rule("slow", "{metric: latency_ms, stat: max, last: 2, above: 1s}", "[downgrade]"),
+        ladder="ladder:\n  test-model: [cheap-model]\n",
+    )
     with agentmeter.Meter(db=db_path, policies=ps, clock=clock, pricing=PRICES) as meter:
         run = meter.run("r")
         run.record(model="test-model", usage=Usage(input_tokens=1), latency_ms=2500)
@@ -312,10 +457,23 @@ def test_decisions_are_written_with_their_reason(clock, db_path):
     import json
     import sqlite3
 
-    rows = sqlite3.connect(db_path).execute("select step, policy, metric, value, threshold, action, scope, detail from agentmeter_decisions").fetchall()
+    rows = (
+        sqlite3.connect(db_path)
+        .execute(
+            "select step, policy, metric, value, threshold, action, scope, detail from agentmeter_decisions"
+        )
+        .fetchall()
+    )
     assert len(rows) == 1
     step, policy, metric, value, threshold, action, scope, detail = rows[0]
-    assert (step, policy, metric, value, threshold, action) == (2, "slow", "latency_ms", 2500.0, 1000.0, "downgrade")
+    assert (step, policy, metric, value, threshold, action) == (
+        2,
+        "slow",
+        "latency_ms",
+        2500.0,
+        1000.0,
+        "downgrade",
+    )
     assert scope == f"run {run.run_id}"
     detail = json.loads(detail)
     assert detail["model"] == "cheap-model" and detail["transition"] == "fire"
@@ -324,11 +482,17 @@ def test_decisions_are_written_with_their_reason(clock, db_path):
 
 def test_unknown_price_is_recorded_as_unknown_not_zero(clock, db_path):
     with agentmeter.Meter(db=db_path, clock=clock) as meter:
-        rec = meter.run("r").record(model="no-such-model-xyz", usage=Usage(input_tokens=10, output_tokens=5), latency_ms=3)
+        rec = meter.run("r").record(
+            model="no-such-model-xyz", usage=Usage(input_tokens=10, output_tokens=5), latency_ms=3
+        )
     assert rec.cost is None and rec.cost_status == "unknown_model"
     import sqlite3
 
-    row = sqlite3.connect(db_path).execute("select cost_nano_usd, cost_status, input_tokens from agentmeter_calls").fetchone()
+    row = (
+        sqlite3.connect(db_path)
+        .execute("select cost_nano_usd, cost_status, input_tokens from agentmeter_calls")
+        .fetchone()
+    )
     assert row == (None, "unknown_model", 10)
 
 

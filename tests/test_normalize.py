@@ -32,8 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def load(name: str) -> Any:
-    """The payload of fixture ``name``; every fixture must cite its source."""
-    data = json.loads((PAYLOADS / name).read_text(encoding="utf-8"))
+    """The payload of fixture ``name`` (``.json`` optional); every fixture must cite its source."""
+    path = PAYLOADS / (name if name.endswith(".json") else f"{name}.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
     assert data["_source"].strip(), f"{name} has no _source citation"
     return data["payload"]
 
@@ -49,22 +50,11 @@ def buckets(usage: Usage) -> dict[str, int]:
     }
 
 
-def expect(
-    input: int,
-    output: int,
-    read: int = 0,
-    write: int = 0,
-    reasoning: int = 0,
-    write_1h: int = 0,
-) -> dict[str, int]:
-    return {
-        "input": input,
-        "read": read,
-        "write": write,
-        "write_1h": write_1h,
-        "output": output,
-        "reasoning": reasoning,
-    }
+def expect(input: int, output: int, **parts: int) -> dict[str, int]:
+    """Expected buckets; ``parts`` may set read, write, write_1h and reasoning (default 0)."""
+    base = {"input": input, "read": 0, "write": 0, "write_1h": 0, "output": output, "reasoning": 0}
+    assert set(parts) <= set(base)
+    return base | parts
 
 
 # (fixture, provider label, expected buckets, provider's prompt total, provider's grand total)
@@ -72,30 +62,24 @@ def expect(
 # Usage.total_tokens must reproduce them, which proves nothing was dropped or counted twice.
 CASES = [
     # github.com/M-Lai-ai/LLM-Provider-reference OpenAI/no-streaming.md
-    ("openai_chat.json", "openai", expect(40, 24), 40, 64),
+    ("openai_chat", "openai", expect(40, 24), 40, 64),
     # OpenAI API reference chunk example + include_usage final chunk (choices [])
-    ("openai_chat_stream_include_usage.json", "openai", expect(19, 10), 19, 29),
+    ("openai_chat_stream_include_usage", "openai", expect(19, 10), 19, 29),
     # OpenAI prompt-caching guide: 1920 of 2006 prompt tokens cached
-    ("openai_chat_cached.json", "openai", expect(86, 300, read=1920), 2006, 2306),
+    ("openai_chat_cached", "openai", expect(86, 300, read=1920), 2006, 2306),
     # OpenAI prompt-caching guide: 2600 input = 2000 read + 400 written + 200 plain
-    (
-        "openai_responses_cache_write.json",
-        "openai",
-        expect(200, 120, read=2000, write=400),
-        2600,
-        2720,
-    ),
+    ("openai_responses_cache_write", "openai", expect(200, 120, read=2000, write=400), 2600, 2720),
     # OpenAI reasoning guide: 1186 output tokens of which 1024 reasoning
-    ("openai_responses_reasoning.json", "openai", expect(75, 1186, reasoning=1024), 75, 1261),
-    ("openai_responses_stream.json", "openai", expect(75, 1186, reasoning=1024), 75, 1261),
+    ("openai_responses_reasoning", "openai", expect(75, 1186, reasoning=1024), 75, 1261),
+    ("openai_responses_stream", "openai", expect(75, 1186, reasoning=1024), 75, 1261),
     # M-Lai-ai Anthropic/no-streaming.md and streaming.md (message_start says 5, final is 265)
-    ("anthropic_message.json", "anthropic", expect(36, 265), 36, 301),
-    ("anthropic_stream.json", "anthropic", expect(36, 265), 36, 301),
+    ("anthropic_message", "anthropic", expect(36, 265), 36, 301),
+    ("anthropic_stream", "anthropic", expect(36, 265), 36, 301),
     # litellm issue 9812: real Anthropic usage with a 12304-token cache write
-    ("anthropic_cache_write.json", "anthropic", expect(3, 550, write=12304), 12307, 12857),
+    ("anthropic_cache_write", "anthropic", expect(3, 550, write=12304), 12307, 12857),
     # anthropic-sdk-python types: 5m/1h split and thinking tokens
     (
-        "anthropic_cache_1h.json",
+        "anthropic_cache_1h",
         "anthropic",
         expect(50, 503, read=1800, write=556, write_1h=100, reasoning=320),
         2406,
@@ -103,55 +87,43 @@ CASES = [
     ),
     # message_delta repeats cumulative input/cache counts: replaced, not added
     (
-        "anthropic_stream_cache.json",
+        "anthropic_stream_cache",
         "anthropic",
         expect(12, 97, read=2048, write=300, write_1h=300, reasoning=60),
         2360,
         2457,
     ),
     # M-Lai-ai GEMINI/no-stream.md
-    ("gemini_generate_content.json", "gemini", expect(26, 68), 26, 94),
+    ("gemini_generate_content", "gemini", expect(26, 68), 26, 94),
     # python-genai UsageMetadata: prompt includes cached, + tool-use input, + thoughts output
-    (
-        "gemini_thinking_cache.json",
-        "gemini",
-        expect(968, 1000, read=4096, reasoning=880),
-        5064,
-        6064,
-    ),
-    ("gemini_sdk_snake.json", "gemini", expect(27, 194, reasoning=194), 27, 221),
-    ("gemini_stream.json", "gemini", expect(11, 39, reasoning=30), 11, 50),
+    ("gemini_thinking_cache", "gemini", expect(968, 1000, read=4096, reasoning=880), 5064, 6064),
+    ("gemini_sdk_snake", "gemini", expect(27, 194, reasoning=194), 27, 221),
+    ("gemini_stream", "gemini", expect(11, 39, reasoning=30), 11, 50),
     # apache/apisix t/fixtures/bedrock/converse-basic.json; stream per botocore service model
-    ("bedrock_converse.json", "bedrock", expect(10, 8), 10, 18),
-    ("bedrock_converse_stream.json", "bedrock", expect(10, 8), 10, 18),
-    (
-        "bedrock_cache.json",
-        "bedrock",
-        expect(24, 300, read=3000, write=2000, write_1h=1500),
-        5024,
-        5324,
-    ),
+    ("bedrock_converse", "bedrock", expect(10, 8), 10, 18),
+    ("bedrock_converse_stream", "bedrock", expect(10, 8), 10, 18),
+    ("bedrock_cache", "bedrock", expect(24, 300, read=3000, write=2000, write_1h=1500), 5024, 5324),
     # opensolon/solon .../features/ai/DeepSeek.md (deepseek-reasoner, stream last chunk)
-    ("deepseek_reasoner.json", "deepseek", expect(6, 92, reasoning=81), 6, 98),
-    ("deepseek_reasoner_stream.json", "deepseek", expect(6, 82, reasoning=71), 6, 88),
-    ("deepseek_cache.json", "deepseek", expect(653, 288, read=512), 1165, 1453),
+    ("deepseek_reasoner", "deepseek", expect(6, 92, reasoning=81), 6, 98),
+    ("deepseek_reasoner_stream", "deepseek", expect(6, 82, reasoning=71), 6, 88),
+    ("deepseek_cache", "deepseek", expect(653, 288, read=512), 1165, 1453),
     # M-Lai-ai Mistral/no-streaming.md and streaming.md; cached per Mistral caching docs
-    ("mistral_chat.json", "mistral", expect(34, 100), 34, 134),
-    ("mistral_stream.json", "mistral", expect(34, 100), 34, 134),
-    ("mistral_cached.json", "mistral", expect(92, 80, read=1408), 1500, 1580),
+    ("mistral_chat", "mistral", expect(34, 100), 34, 134),
+    ("mistral_stream", "mistral", expect(34, 100), 34, 134),
+    ("mistral_cached", "mistral", expect(92, 80, read=1408), 1500, 1580),
     # M-Lai-ai Cohere/no-streaming.md and streaming.md: billed_units, not tokens
-    ("cohere_chat.json", "cohere", expect(21, 93), 21, 114),
-    ("cohere_stream.json", "cohere", expect(21, 105), 21, 126),
+    ("cohere_chat", "cohere", expect(21, 93), 21, 114),
+    ("cohere_stream", "cohere", expect(21, 105), 21, 126),
     # litellm issue 11364: litellm usage whose prompt_tokens already holds read + write
     (
-        "litellm_anthropic_cache.json",
+        "litellm_anthropic_cache",
         "litellm",
         expect(10, 5120, read=66360, write=32435, reasoning=1710),
         98805,
         103925,
     ),
 ]
-CASE_IDS = [case[0].removesuffix(".json") for case in CASES]
+CASE_IDS = [case[0] for case in CASES]
 
 
 # ---------------------------------------------------------------- documented payloads, per provider
@@ -307,31 +279,7 @@ def test_anthropic_cache_creation_breakdown_alone_gives_the_write() -> None:
 
 def test_anthropic_iterations_are_summed() -> None:
     # anthropic-sdk-python types/beta/beta_usage.py "iterations"; summed as litellm does.
-    usage = normalize_usage(
-        {
-            "type": "message",
-            "usage": {
-                "input_tokens": 10,
-                "output_tokens": 5,
-                "iterations": [
-                    {
-                        "type": "compaction",
-                        "input_tokens": 100,
-                        "output_tokens": 20,
-                        "cache_read_input_tokens": 0,
-                        "cache_creation_input_tokens": 0,
-                    },
-                    {
-                        "type": "message",
-                        "input_tokens": 10,
-                        "output_tokens": 5,
-                        "cache_read_input_tokens": 7,
-                        "cache_creation_input_tokens": 3,
-                    },
-                ],
-            },
-        }
-    )
+    usage = normalize_usage(load("anthropic_iterations"))
     assert usage is not None
     assert buckets(usage) == expect(110, 25, read=7, write=3)
 
@@ -473,6 +421,14 @@ def test_attribute_objects_read_like_dicts(name: str) -> None:
     assert normalize_usage(_namespace(payload)) == expected
 
 
+def test_sdk_event_envelopes_are_unwrapped() -> None:
+    # mistralai's chat.stream() yields CompletionEvent objects whose .data is the chunk.
+    events = [SimpleNamespace(event=None, data=_namespace(c)) for c in load("mistral_stream.json")]
+    usage = normalize_usage(iter(events))
+    assert usage is not None and usage.provider == "mistral"
+    assert buckets(usage) == expect(34, 100)
+
+
 def test_openai_sdk_models() -> None:
     chat = pytest.importorskip("openai.types.chat")
     completion = chat.ChatCompletion.model_validate(
@@ -603,27 +559,11 @@ def test_tolerated_count_spellings(value: Any, expected: int) -> None:
     assert usage is not None and usage.input_tokens == expected
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
-        -1,
-        "-1",
-        True,
-        False,
-        1.5,
-        float("nan"),
-        float("inf"),
-        "12abc",
-        "",
-        "１２",
-        2**60,
-        10**400,
-        [1],
-        {"a": 1},
-        b"12",
-        "9" * 40,
-    ],
-)
+_BAD_NUMBERS = [-1, "-1", True, False, 1.5, float("nan"), float("inf"), 2**60, 10**400]
+_BAD_OTHERS = ["12abc", "", "１２", "9" * 40, [1], {"a": 1}, b"12"]
+
+
+@pytest.mark.parametrize("value", _BAD_NUMBERS + _BAD_OTHERS)
 def test_corrupt_counts_make_the_payload_unusable(value: Any) -> None:
     assert normalize_usage({"usage": {"prompt_tokens": value, "completion_tokens": 1}}) is None
     assert (
@@ -682,77 +622,27 @@ def test_fast_enough_for_a_hot_loop() -> None:
 
 # ---------------------------------------------------------------- property tests
 
-_KEYS = [
-    "usage",
-    "usageMetadata",
-    "usage_metadata",
-    "type",
-    "object",
-    "message",
-    "response",
-    "delta",
-    "metadata",
-    "meta",
-    "stream",
-    "choices",
-    "candidates",
-    "event_type",
-    "model",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "prompt_tokens_details",
-    "completion_tokens_details",
-    "cached_tokens",
-    "cache_write_tokens",
-    "cache_creation_tokens",
-    "reasoning_tokens",
-    "prompt_cache_hit_tokens",
-    "prompt_cache_miss_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-    "cache_creation",
-    "cache_creation_token_details",
-    "ephemeral_5m_input_tokens",
-    "ephemeral_1h_input_tokens",
-    "input_tokens",
-    "output_tokens",
-    "input_tokens_details",
-    "output_tokens_details",
-    "thinking_tokens",
-    "iterations",
-    "promptTokenCount",
-    "candidatesTokenCount",
-    "thoughtsTokenCount",
-    "cachedContentTokenCount",
-    "toolUsePromptTokenCount",
-    "totalTokenCount",
-    "inputTokens",
-    "outputTokens",
-    "totalTokens",
-    "cacheReadInputTokens",
-    "cacheWriteInputTokens",
-    "cacheDetails",
-    "ttl",
-    "billed_units",
-    "tokens",
-]
-_TYPES = [
-    "message",
-    "message_start",
-    "message_delta",
-    "message-end",
-    "response.completed",
-    "response.created",
-    "chat.completion",
-    "chat.completion.chunk",
-    "response",
-    "1h",
-    "5m",
-    "stream-end",
-    "mistral-large",
-    "deepseek-chat",
-]
+
+def _names(value: Any, keys: set[str], words: set[str]) -> None:
+    """Collect the field names and short string values used anywhere in ``value``."""
+    if isinstance(value, dict):
+        keys.update(value)
+        for item in value.values():
+            _names(item, keys, words)
+    elif isinstance(value, list):
+        for item in value:
+            _names(item, keys, words)
+    elif isinstance(value, str) and len(value) < 30:
+        words.add(value)
+
+
+# Field names and type tags of the real payloads (plus a few only the adapters read), so random
+# payloads hit the real code paths.
+_key_set = {"iterations", "event_type", "meta", "stream", "data", "cacheReadInputTokenCount"}
+_word_set = {"stream-end", "message", "1h"}
+for _fixture in PAYLOADS.glob("*.json"):
+    _names(json.loads(_fixture.read_text(encoding="utf-8"))["payload"], _key_set, _word_set)
+_KEYS, _TYPES = sorted(_key_set), sorted(_word_set)
 _leaves = (
     st.none()
     | st.booleans()

@@ -107,7 +107,9 @@ MALFORMED = [
     ),
     (
         "unknown-policy-field",
-        BASE.replace("{WHEN}", "{metric: cost_usd, window: 10m, above: 2}").replace("{THEN}", "[halt]")
+        BASE.replace("{WHEN}", "{metric: cost_usd, window: 10m, above: 2}").replace(
+            "{THEN}", "[halt]"
+        )
         + "    cooldwn: 1m\n",
         "f.yaml:6: policies[0].cooldwn: unknown field 'cooldwn'; did you mean 'cooldown'?",
     ),
@@ -153,7 +155,9 @@ MALFORMED = [
     ),
     (
         "warn-at-over-100",
-        BASE.replace("{WHEN}", "{metric: cost_usd, window: 10m, above: 2}").replace("{THEN}", "[halt]")
+        BASE.replace("{WHEN}", "{metric: cost_usd, window: 10m, above: 2}").replace(
+            "{THEN}", "[halt]"
+        )
         + "    warn_at: 120%\n",
         "f.yaml:6: policies[0].warn_at: warn_at is a share of the threshold like '80%', got '120%'",
     ),
@@ -170,7 +174,7 @@ MALFORMED = [
     (
         "bad-pricing-value",
         "version: 1\npricing:\n  my-model: {input: cheap, output: $1}\n",
-        'f.yaml:3: pricing.my-model.input: expected a price in USD per million tokens such as "$2.50", got \'cheap\'',
+        "f.yaml:3: pricing.my-model.input: expected a price in USD per million tokens such as \"$2.50\", got 'cheap'",
     ),
     (
         "last-zero",
@@ -184,7 +188,9 @@ MALFORMED = [
     ),
     (
         "any-child-error",
-        doc(when="{any: [{metric: cost_usd, window: 10m, above: 2}, {metric: latncy_ms, last: 5, above: 1s}]}"),
+        doc(
+            when="{any: [{metric: cost_usd, window: 10m, above: 2}, {metric: latncy_ms, last: 5, above: 1s}]}"
+        ),
         "f.yaml:4: policies[0].when.any[1].metric: unknown metric 'latncy_ms'; did you mean 'latency_ms'?",
     ),
     (
@@ -195,7 +201,9 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize("text, expected", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+@pytest.mark.parametrize(
+    "text, expected", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
 def test_malformed_policy_gives_its_exact_error(tmp_path, text, expected):
     path = tmp_path / "f.yaml"
     path.write_text(text)
@@ -206,7 +214,9 @@ def test_malformed_policy_gives_its_exact_error(tmp_path, text, expected):
     assert "Traceback" not in message
 
 
-@pytest.mark.parametrize("text, expected", [m[1:] for m in MALFORMED[:8]], ids=[m[0] for m in MALFORMED[:8]])
+@pytest.mark.parametrize(
+    "text, expected", [m[1:] for m in MALFORMED[:8]], ids=[m[0] for m in MALFORMED[:8]]
+)
 def test_check_command_prints_the_error_and_exits_1(tmp_path, text, expected):
     path = tmp_path / "f.yaml"
     path.write_text(text)
@@ -224,7 +234,13 @@ def test_check_prints_normalized_policy_set(tmp_path):
     import json
 
     policy = json.loads(result.output)[str(path)]["policies"][0]
-    assert policy["when"] == {"metric": "cost_usd", "stat": "sum", "window_s": 600.0, "scope": "run", "above": 2.5}
+    assert policy["when"] == {
+        "metric": "cost_usd",
+        "stat": "sum",
+        "window_s": 600.0,
+        "scope": "run",
+        "above": 2.5,
+    }
     assert policy["then"] == [{"downgrade": {"steps": 1}}]
 
 
@@ -254,7 +270,9 @@ def test_every_problem_in_a_file_is_reported_together(tmp_path):
         agentmeter.load_policies(path)
     assert len(info.value.problems) == 2
     assert ":4: policies[0].when.metric" in info.value.problems[0]
-    assert ":8: policies[1].then: unknown action 'hlt'; did you mean 'halt'?" in info.value.problems[1]
+    assert (
+        ":8: policies[1].then: unknown action 'hlt'; did you mean 'halt'?" in info.value.problems[1]
+    )
 
 
 def test_friendly_units_are_parsed():

@@ -36,17 +36,44 @@ def test_round_trip_of_a_call(make_meter, db_path, clock):
         clock.advance(1)
         rec = run.record(
             model="gpt-4o",
-            usage=Usage(input_tokens=1000, output_tokens=300, cache_read_tokens=2000, reasoning_tokens=100),
-            latency_ms=812.5, ttft_ms=200.0, pre_ms=3.0, post_ms=1.5, tags={"feature": "summarize"},
+            usage=Usage(
+                input_tokens=1000, output_tokens=300, cache_read_tokens=2000, reasoning_tokens=100
+            ),
+            latency_ms=812.5,
+            ttft_ms=200.0,
+            pre_ms=3.0,
+            post_ms=1.5,
+            tags={"feature": "summarize"},
         )
     meter.close()
-    (row,) = rows(db_path, "select run_id, step, ts, requested_model, model, provider, input_tokens, output_tokens, "
-                          "cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_status, cost_nano_usd, "
-                          "cost_status, latency_ms, ttft_ms, pre_ms, post_ms, status, tags from agentmeter_calls")
-    assert row[:12] == (run.run_id, 1, clock.now(), "gpt-4o", "gpt-4o", "openai", 1000, 300, 2000, 0, 100, "reported")
+    (row,) = rows(
+        db_path,
+        "select run_id, step, ts, requested_model, model, provider, input_tokens, output_tokens, "
+        "cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_status, cost_nano_usd, "
+        "cost_status, latency_ms, ttft_ms, pre_ms, post_ms, status, tags from agentmeter_calls",
+    )
+    assert row[:12] == (
+        run.run_id,
+        1,
+        clock.now(),
+        "gpt-4o",
+        "gpt-4o",
+        "openai",
+        1000,
+        300,
+        2000,
+        0,
+        100,
+        "reported",
+    )
     assert row[12] == rec.cost_nano_usd and Decimal(row[12]) / 10**9 == rec.cost
     assert row[13:19] == ("ok", 812.5, 200.0, 3.0, 1.5, "ok")
-    assert json.loads(row[19]) == {"service": "search", "tenant": "acme", "user": "u42", "feature": "summarize"}
+    assert json.loads(row[19]) == {
+        "service": "search",
+        "tenant": "acme",
+        "user": "u42",
+        "feature": "summarize",
+    }
     (run_row,) = rows(db_path, "select run_id, name, status, ended_at, tags from agentmeter_runs")
     assert run_row[:3] == (run.run_id, "task", "ok") and run_row[3] == clock.now()
 
@@ -67,19 +94,44 @@ def test_call_context_manager_times_and_records_errors(make_meter, db_path, cloc
         clock.advance(2)
         raise TimeoutError("provider timed out")
     meter.close()
-    ok, err = rows(db_path, "select status, error_type, latency_ms, ttft_ms, post_ms, input_tokens, cost_status from agentmeter_calls order by id")
+    ok, err = rows(
+        db_path,
+        "select status, error_type, latency_ms, ttft_ms, post_ms, input_tokens, cost_status from agentmeter_calls order by id",
+    )
     assert ok[0:2] == ("ok", None)
-    assert ok[2] == pytest.approx(1300.0) and ok[3] == pytest.approx(250.0) and ok[4] == pytest.approx(50.0)
+    assert (
+        ok[2] == pytest.approx(1300.0)
+        and ok[3] == pytest.approx(250.0)
+        and ok[4] == pytest.approx(50.0)
+    )
     assert ok[5] == 10 and ok[6] == "ok"
-    assert err == ("error", "TimeoutError", pytest.approx(2000.0), None, None, None, "unknown_usage")
+    assert err == (
+        "error",
+        "TimeoutError",
+        pytest.approx(2000.0),
+        None,
+        None,
+        None,
+        "unknown_usage",
+    )
 
 
 def test_migrations_apply_on_a_blank_db(db_path):
     conn = sqlite3.connect(db_path)
     migrate(conn)
     tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
-    assert {"agentmeter_runs", "agentmeter_calls", "agentmeter_decisions", "_sqlite_migrations"} <= tables
-    names = [r[0] for r in conn.execute("select name from _sqlite_migrations where migration_set='agentmeter'")]
+    assert {
+        "agentmeter_runs",
+        "agentmeter_calls",
+        "agentmeter_decisions",
+        "_sqlite_migrations",
+    } <= tables
+    names = [
+        r[0]
+        for r in conn.execute(
+            "select name from _sqlite_migrations where migration_set='agentmeter'"
+        )
+    ]
     assert names == [f.__name__ for f in STEPS]
     migrate(conn)  # idempotent
     assert conn.execute("select count(*) from _sqlite_migrations").fetchone()[0] == len(STEPS)
@@ -112,11 +164,13 @@ def test_accepts_an_in_memory_connection_and_writes_inline(clock):
 def test_a_db_from_a_newer_agentmeter_is_refused(db_path):
     conn = sqlite3.connect(db_path)
     migrate(conn)
-    conn.execute("insert into _sqlite_migrations (migration_set, name, applied_at) values ('agentmeter', 'm999_future', 'x')")
+    conn.execute(
+        "insert into _sqlite_migrations (migration_set, name, applied_at) values ('agentmeter', 'm999_future', 'x')"
+    )
     conn.commit()
     conn.close()
     before = Path(db_path).read_bytes()
-    with pytest.raises(StorageError, match="newer agentmeter.*m999_future"):
+    with pytest.raises(StorageError, match=r"newer agentmeter.*m999_future"):
         agentmeter.Meter(db=db_path)
     assert Path(db_path).read_bytes() == before
 
@@ -133,7 +187,9 @@ def test_close_flushes_everything(db_path, clock):
     for _ in range(5000):
         run.record(model="gpt-4o", usage=Usage(input_tokens=5, output_tokens=1), latency_ms=1)
     meter.close()
-    assert rows(db_path, "select count(*), sum(input_tokens) from agentmeter_calls") == [(5000, 25000)]
+    assert rows(db_path, "select count(*), sum(input_tokens) from agentmeter_calls") == [
+        (5000, 25000)
+    ]
 
 
 def test_many_threads_record_everything(db_path, clock):
@@ -142,7 +198,9 @@ def test_many_threads_record_everything(db_path, clock):
     def work(i):
         run = meter.run(f"r{i}")
         for _ in range(500):
-            run.record(model="gpt-4o-mini", usage=Usage(input_tokens=100, output_tokens=10), latency_ms=1)
+            run.record(
+                model="gpt-4o-mini", usage=Usage(input_tokens=100, output_tokens=10), latency_ms=1
+            )
         run.end()
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
@@ -151,9 +209,14 @@ def test_many_threads_record_everything(db_path, clock):
     for t in threads:
         t.join()
     meter.close()
-    assert rows(db_path, "select count(*), count(distinct run_id) from agentmeter_calls") == [(8000, 16)]
+    assert rows(db_path, "select count(*), count(distinct run_id) from agentmeter_calls") == [
+        (8000, 16)
+    ]
     assert rows(db_path, "select count(*) from agentmeter_runs where status = 'ok'") == [(16,)]
-    steps = rows(db_path, "select run_id, group_concat(step) from (select run_id, step from agentmeter_calls order by step) group by run_id")
+    steps = rows(
+        db_path,
+        "select run_id, group_concat(step) from (select run_id, step from agentmeter_calls order by step) group by run_id",
+    )
     assert all(sorted(map(int, s.split(","))) == list(range(1, 501)) for _, s in steps)
 
 
@@ -167,8 +230,12 @@ def test_read_only_db_does_not_break_the_loop(db_path, clock, caplog):
     with caplog.at_level(logging.WARNING, logger="agentmeter"):
         meter = agentmeter.Meter(db=db_path, clock=clock, policies=policy)
         meter.flush()
-        meter._recorder._conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
-        meter._recorder._connect_fn = lambda: sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+        meter._recorder._conn = sqlite3.connect(
+            f"file:{db_path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+        )
+        meter._recorder._connect_fn = lambda: sqlite3.connect(
+            f"file:{db_path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+        )
         run = meter.run("r")
         for _ in range(3):
             run.record(model="gpt-4o", usage=Usage(input_tokens=1000), latency_ms=1)
@@ -185,8 +252,20 @@ def test_disk_full_degrades_and_counts_dropped_rows(db_path, clock):
     from agentmeter.recorder import connect
 
     meter = agentmeter.Meter(db=db_path, clock=clock)
+    run = meter.run("r")
     meter.flush()
-    pages = meter._recorder._conn.execute("pragma page_count").fetchone()[0]
+    filler = sqlite3.connect(db_path, isolation_level=None)
+    filler.execute("create table filler (b blob)")
+    pages = filler.execute("pragma page_count").fetchone()[0]
+    filler.execute(f"pragma max_page_count = {pages}")
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        for size in (4096, 1024, 256, 64, 16, 4, 1) * 50:  # use up every free byte
+            try:
+                filler.execute("insert into filler values (zeroblob(?))", (size,))
+            except sqlite3.OperationalError:
+                if size == 1:
+                    raise
+    filler.close()
     full = {"on": True}
 
     def connect_full():
@@ -199,13 +278,12 @@ def test_disk_full_degrades_and_counts_dropped_rows(db_path, clock):
     meter._recorder._conn = None
     meter._recorder._connect_fn = connect_full
     meter._recorder.max_buffered = 100
-    run = meter.run("r")
     for _ in range(500):
         assert run.record(model="gpt-4o", usage=Usage(input_tokens=1), latency_ms=1) is not None
     meter.flush()
     health = meter.health()
     assert health["degraded"] and "full" in health["last_error"]
-    assert health["buffered"] == 100 and health["dropped"] == 401  # 500 calls + 1 run row
+    assert health["buffered"] == 100 and health["dropped"] == 400
     full["on"] = False
     meter._recorder.retry_s = 0.01
     meter.close()
@@ -246,13 +324,27 @@ def test_missing_directory_degrades_then_recovers(tmp_path, clock, caplog):
 
 def test_an_odd_usage_payload_never_raises(make_meter):
     run = make_meter().run("r")
-    rec = run.record(model="gpt-4o", response={"usage": {"prompt_tokens": "lots", "completion_tokens": -3}}, latency_ms=1)
+    rec = run.record(
+        model="gpt-4o",
+        response={"usage": {"prompt_tokens": "lots", "completion_tokens": -3}},
+        latency_ms=1,
+    )
     assert rec is not None and rec.cost is None and rec.cost_status == "unknown_usage"
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 200_000), st.integers(0, 20_000), st.integers(0, 100_000),
-                          st.sampled_from(["gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "o3"])), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 200_000),
+            st.integers(0, 20_000),
+            st.integers(0, 100_000),
+            st.sampled_from(["gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "o3"]),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_recorded_cost_sum_equals_decimal_sum(tmp_path_factory, calls):
     path = str(tmp_path_factory.mktemp("p") / "a.db")
     expected = Decimal(0)

@@ -68,7 +68,10 @@ def test_quantile_matches_numpy_linear(xs, q):
 
 
 @settings(max_examples=100, deadline=None)
-@given(data=st.lists(st.tuples(gaps, st.integers(0, 10_000)), min_size=1, max_size=40), level=st.integers(0, 50_000))
+@given(
+    data=st.lists(st.tuples(gaps, st.integers(0, 10_000)), min_size=1, max_size=40),
+    level=st.integers(0, 50_000),
+)
 def test_time_until_at_most_is_exact(data, level):
     """Waiting the returned time brings the sum to the level; waiting any less does not."""
     spec = WindowSpec(seconds=100)

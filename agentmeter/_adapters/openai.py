@@ -86,6 +86,7 @@ def parse_usage(usage: Any, provider: str) -> Usage | None:
 
 
 def _chat(usage: Any, provider: str) -> Usage:
+    """Chat shape: plain input = prompt - cache reads - cache writes; output = completion."""
     prompt = field(usage, "prompt_tokens") or 0
     completion = field(usage, "completion_tokens") or 0
     details = get(usage, "prompt_tokens_details")
@@ -127,6 +128,7 @@ def _sent(*counts: int | None) -> int:
 
 
 def _responses(usage: Any, provider: str) -> Usage:
+    """Responses shape: plain input = input - cached - cache writes; output includes reasoning."""
     total_input = field(usage, "input_tokens") or 0
     details = get(usage, "input_tokens_details")
     cache_read = field(details, "cached_tokens") or 0
@@ -143,6 +145,7 @@ def _responses(usage: Any, provider: str) -> Usage:
 
 
 def _is_usage(obj: Any) -> bool:
+    """Whether ``obj`` is itself a chat/Responses usage object rather than a response or chunk."""
     return (
         first(obj, "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens")
         is not None

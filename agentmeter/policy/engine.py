@@ -241,7 +241,9 @@ class Engine:
                     state.warned = False
                 if transition == "recover":
                     if stateful:
-                        fired.append(self._fired(rule, lead, measure, scope_text, "recover", "recover"))
+                        fired.append(
+                            self._fired(rule, lead, measure, scope_text, "recover", "recover")
+                        )
                     continue
                 if not state.active:
                     if rule.warn_at is not None and measure.raw is not None:
@@ -249,7 +251,9 @@ class Engine:
                         near = measure.raw >= level if lead.above else measure.raw <= level
                         if near and not state.warned:
                             state.warned = True
-                            fired.append(self._fired(rule, lead, measure, scope_text, "warn", "warn"))
+                            fired.append(
+                                self._fired(rule, lead, measure, scope_text, "warn", "warn")
+                            )
                         elif not near:
                             state.warned = False
                     continue
@@ -274,7 +278,9 @@ class Engine:
                         if compact is None or target < compact.target_tokens:
                             compact = Compact(target_tokens=target, prompt_tokens=prompt_tokens)
                     elif kind == "pause":
-                        wait = self._pause_for(action.pause_s, lead, measure, now, state, transition, rule)
+                        wait = self._pause_for(
+                            action.pause_s, lead, measure, now, state, transition, rule
+                        )
                         if wait is None:
                             continue
                         pause_s = max(pause_s, wait)
@@ -309,7 +315,10 @@ class Engine:
                                 f"worst case {_fmt(lead.metric, reserve * 1e-9)} would exceed "
                                 f"{_fmt(lead.metric, lead.threshold)} ({scope_text}, {_window_text(lead)})"
                             ),
-                            detail={"reserved_nano_usd": window.reserved, "worst_case_nano_usd": reserve},
+                            detail={
+                                "reserved_nano_usd": window.reserved,
+                                "worst_case_nano_usd": reserve,
+                            },
                         )
                         kinds = {a.kind for a in rule.actions}
                         if "pause" in kinds and wait is not None and (wait > 0 or window.reserved):
@@ -443,7 +452,9 @@ class Engine:
         lead = next((r for r in results if r[0]), results[0])
         return breached, recovered, lead[2], lead[3], lead[4]
 
-    def _measure(self, cond: Threshold, key: Any, now: float, prompt_tokens: int | None) -> _Measure:
+    def _measure(
+        self, cond: Threshold, key: Any, now: float, prompt_tokens: int | None
+    ) -> _Measure:
         metric = METRICS[cond.metric]
         if cond.stat == "next":
             raw = float(prompt_tokens) if prompt_tokens is not None else None
@@ -538,10 +549,14 @@ def _scope_value(kind: str, run_id: str | None, model: str | None, tags: Mapping
 
 def _state_scope(kind: str, run_id: str | None, model: str, tags: Mapping[str, Any]) -> Any:
     # Rule state is per run as well, so one run's recovery never lifts another run's downgrade.
-    return (kind, _scope_value(kind, run_id, model, tags)) if kind == "run" else (
-        kind,
-        _scope_value(kind, run_id, model, tags),
-        run_id,
+    return (
+        (kind, _scope_value(kind, run_id, model, tags))
+        if kind == "run"
+        else (
+            kind,
+            _scope_value(kind, run_id, model, tags),
+            run_id,
+        )
     )
 
 

@@ -41,11 +41,14 @@ METRICS: dict[str, Metric] = {
             scale=1e-9,
         ),
         Metric(
-            "input_tokens", "input_tokens", "tokens", "sum", _NUMERIC_STATS, "plain-rate input tokens"
+            "input_tokens",
+            "input_tokens",
+            "tokens",
+            "sum",
+            _NUMERIC_STATS,
+            "plain-rate input tokens",
         ),
-        Metric(
-            "output_tokens", "output_tokens", "tokens", "sum", _NUMERIC_STATS, "output tokens"
-        ),
+        Metric("output_tokens", "output_tokens", "tokens", "sum", _NUMERIC_STATS, "output tokens"),
         Metric(
             "cache_read_tokens",
             "cache_read_tokens",
@@ -79,7 +82,12 @@ METRICS: dict[str, Metric] = {
             "prompt size (input + cache read + cache write); `stat: next` is the call about to be made",
         ),
         Metric(
-            "total_tokens", "total_tokens", "tokens", "sum", _NUMERIC_STATS, "prompt + output tokens"
+            "total_tokens",
+            "total_tokens",
+            "tokens",
+            "sum",
+            _NUMERIC_STATS,
+            "prompt + output tokens",
         ),
         Metric("latency_ms", "latency_ms", "ms", "p90", _NUMERIC_STATS, "total call latency"),
         Metric("ttft_ms", "ttft_ms", "ms", "p90", _NUMERIC_STATS, "time to first token (streams)"),

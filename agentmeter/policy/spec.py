@@ -576,7 +576,7 @@ def _plain(value: Any) -> Any:
 def parse_policies(text: str, *, source: str = "<string>") -> PolicySet:
     """Validate a YAML policy document and compile it; ``ConfigError`` lists every mistake."""
     try:
-        document = yaml.load(text, Loader=_LineLoader)  # noqa: S506 (a SafeLoader subclass)
+        document = yaml.load(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}" if mark else source
@@ -609,7 +609,9 @@ def parse_policies(text: str, *, source: str = "<string>") -> PolicySet:
             elif error["type"] == "missing":
                 message = f"missing required field '{loc[-1]}'"
             elif error["type"] == "literal_error" and loc == ("version",):
-                message = f"unsupported version {error['input']!r}; this agentmeter reads version: 1"
+                message = (
+                    f"unsupported version {error['input']!r}; this agentmeter reads version: 1"
+                )
             problems.append(f"{where}: {_path(loc)}: {message}")
         problems = _dedupe_union_noise(problems)
         raise ConfigError("\n".join(problems), problems=problems) from None
@@ -650,7 +652,11 @@ def _check_pricing(pricing: Mapping[str, Any], source: str, document: Any) -> No
         problems = []
         for problem in exc.problems:
             model = next(
-                (m for m in sorted(pricing, key=len, reverse=True) if problem.startswith(f"pricing.{m}")),
+                (
+                    m
+                    for m in sorted(pricing, key=len, reverse=True)
+                    if problem.startswith(f"pricing.{m}")
+                ),
                 None,
             )
             line = _line_of(document, ("pricing", model) if model else ("pricing",))
