@@ -35,6 +35,7 @@ from .usage import Usage
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .integrations import litellm_callback
     from .policy.spec import PolicySet, load_policies, parse_policies
 
 _LAZY = {
@@ -42,6 +43,7 @@ _LAZY = {
     "PolicySet": ("agentmeter.policy.spec", "PolicySet"),
     "load_policies": ("agentmeter.policy.spec", "load_policies"),
     "parse_policies": ("agentmeter.policy.spec", "parse_policies"),
+    "litellm_callback": ("agentmeter.integrations", "litellm_callback"),
 }
 
 
@@ -79,6 +81,7 @@ __all__ = [
     "Usage",
     "__version__",
     "compute_cost",
+    "litellm_callback",
     "load_policies",
     "normalize_usage",
     "parse_policies",

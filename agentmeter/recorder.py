@@ -30,6 +30,8 @@ from typing import Any
 
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from .clock import SYSTEM_CLOCK
+
 log = logging.getLogger("agentmeter")
 
 CALL_COLUMNS = (
@@ -203,6 +205,8 @@ class Recorder:
     # -- writer side -------------------------------------------------------------------------
     def _run(self) -> None:
         get = self._queue.get
+        monotonic = SYSTEM_CLOCK.monotonic
+        last_idle = monotonic()
         while True:
             waiters: list[threading.Event] = []
             stop = False
@@ -211,6 +215,7 @@ class Recorder:
             except queue.Empty:
                 self._write_backlog()
                 self._idle()
+                last_idle = monotonic()
                 continue
             batch = self._backlog
             count = 0
@@ -230,6 +235,10 @@ class Recorder:
                 except queue.Empty:
                     break
             self._write_backlog()
+            if monotonic() - last_idle >= self.idle_s:
+                # Under constant load the queue never goes quiet: sync anyway, once per idle_s.
+                self._idle()
+                last_idle = monotonic()
             for waiter in waiters:
                 waiter.set()
             if stop:

@@ -501,3 +501,34 @@ def test_cost_matches_compute_cost(clock):
         usage = Usage(input_tokens=1000, output_tokens=200, cache_read_tokens=500)
         rec = meter.run("r").record(model="gpt-4o", usage=usage, latency_ms=3)
     assert rec.cost == compute_cost("gpt-4o", usage)
+
+
+def test_scope_all_sees_calls_other_processes_record(tmp_path):
+    """Two meters on one file (as two processes would be): shared windows fold in the other's calls."""
+    path = str(tmp_path / "shared.db")
+    ps = policies(
+        rule(
+            "fleet-cap",
+            "{metric: cost_usd, stat: sum, window: 1h, scope: all, above: $1}",
+            "[halt]",
+        )
+    )
+    a = agentmeter.Meter(db=path, policies=ps, pricing=PRICES, sync_s=0.05)
+    b = agentmeter.Meter(db=path, policies=ps, pricing=PRICES, sync_s=0.05)
+    try:
+        run_b = b.run("b")
+        assert not run_b.decide(model="test-model").halt
+        a.run("a").record(
+            model="test-model", usage=Usage(input_tokens=1_500_000), latency_ms=1
+        )  # $1.50
+        a.flush()
+        import time
+
+        deadline = time.monotonic() + 10
+        while not run_b.decide(model="test-model").halt:
+            assert time.monotonic() < deadline, "meter b never saw meter a's spend"
+            time.sleep(0.02)
+        assert b.engine.value("fleet-cap", now=time.time()) == pytest.approx(1.5)
+    finally:
+        a.close()
+        b.close()
