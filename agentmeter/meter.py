@@ -147,7 +147,9 @@ class Meter:
     ``sqlite3.Connection`` or a ``sqlite_utils.Database`` (the agent's own memory file is fine: only
     ``agentmeter_*`` tables are touched). ``policies``: a path, a built-in name, YAML text or a
     ``PolicySet``. ``tags`` apply to every run. ``pricing`` adds or overrides per-million-token
-    prices (merged over the policy file's ``pricing:``). ``compactor(messages, target_tokens)``
+    prices (merged over the policy file's ``pricing:``), or is a whole ``PriceTable`` (for
+    example ``PriceTable(overrides, model_cost={})`` to price from your own table only, without
+    loading litellm's map). ``compactor(messages, target_tokens)``
     replaces the built-in compaction. ``pause``: ``"sleep"`` (wait on the clock) or ``"raise"``
     (``PauseRequested``). ``on_decision`` callbacks get every decision that fired something.
     ``completion_fn`` replaces ``litellm.completion`` (the simulated provider uses it);
@@ -161,7 +163,7 @@ class Meter:
         policies: str | os.PathLike[str] | PolicySet | None = None,
         tags: Mapping[str, Any] | None = None,
         clock: Clock | None = None,
-        pricing: Mapping[str, Mapping[str, Any]] | None = None,
+        pricing: Mapping[str, Mapping[str, Any]] | PriceTable | None = None,
         compactor: Compactor | None = None,
         pause: str = "sleep",
         on_decision: Callable[[Decision], None] | list[Callable[[Decision], None]] | None = None,
@@ -182,8 +184,11 @@ class Meter:
         overrides: dict[str, Mapping[str, Any]] = {}
         if self.policies is not None:
             overrides.update(self.policies.pricing)
-        overrides.update(pricing or {})
-        self.prices = PriceTable(overrides=overrides) if overrides else PriceTable.default()
+        if isinstance(pricing, PriceTable):
+            self.prices = pricing.with_overrides(overrides) if overrides else pricing
+        else:
+            overrides.update(pricing or {})
+            self.prices = PriceTable(overrides=overrides) if overrides else PriceTable.default()
         self.engine = Engine(self.policies) if self.policies is not None else None
         self.tags = dict(tags or {})
         self.compactor = compactor
@@ -204,6 +209,11 @@ class Meter:
         self._sync_s = sync_s
         self._last_seen_id = 0
         self.path, self._recorder = self._open(db)
+        self.ledger = None
+        if self.engine is not None and self.path and any(r.shared for r in self.engine.rules):
+            from .ledger import Ledger
+
+            self.ledger = Ledger(self.path, writer=self.writer_id)
         _OPEN_METERS.add(self)
 
     # -- storage -------------------------------------------------------------------------------
@@ -376,6 +386,8 @@ class Meter:
             return
         self._closed = True
         self._recorder.close()
+        if self.ledger is not None:
+            self.ledger.close()
         _OPEN_METERS.discard(self)
 
     def __enter__(self) -> Meter:

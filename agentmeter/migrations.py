@@ -124,6 +124,29 @@ def m002_content(db: Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS agentmeter_content_ts ON agentmeter_content (ts)")
 
 
+@step
+def m003_reservations(db: Database) -> None:
+    """Budget reservations of in-flight calls, shared by every process writing this file."""
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS agentmeter_reservations (
+            id INTEGER PRIMARY KEY,
+            ref TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            nano_usd INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            writer TEXT
+        )"""
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS agentmeter_reservations_scope "
+        "ON agentmeter_reservations (scope, expires_at)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS agentmeter_reservations_ref ON agentmeter_reservations (ref)")
+    db.execute("ALTER TABLE agentmeter_calls ADD COLUMN reservation_id TEXT")
+
+
 def schema_version() -> int:
     """How many migrations this version knows."""
     return len(STEPS)

@@ -64,6 +64,7 @@ CALL_COLUMNS = (
     "decided_prompt_tokens",
     "tags",
     "writer",
+    "reservation_id",
 )
 DECISION_COLUMNS = (
     "run_id",
@@ -90,6 +91,8 @@ _SQL = {
 }
 # Runs first so a reader never sees a call whose run row is missing.
 _ORDER = ("run", "call", "decision")
+_RESERVATION = CALL_COLUMNS.index("reservation_id")
+_RELEASE_SQL = "DELETE FROM agentmeter_reservations WHERE ref = ?"
 
 _STOP = object()
 
@@ -164,7 +167,7 @@ class Recorder:
 
     # -- agent side --------------------------------------------------------------------------
     def put(self, kind: str, row: tuple[Any, ...]) -> None:
-        """Queue one row (``kind`` is ``call``, ``decision`` or ``run``). Never blocks or raises."""
+        """Queue one row (``call``, ``decision``, ``run`` or ``release``). Never blocks or raises."""
         if self._threaded:
             self._queue.put((kind, row))
         else:
@@ -301,6 +304,12 @@ class Recorder:
             for kind in _ORDER:
                 if kind in grouped:
                     conn.executemany(_SQL[kind], grouped[kind])
+            # A shared reservation ends in the transaction that commits its call's real cost, so
+            # other processes never see the budget both released and not yet spent.
+            released = [(r[_RESERVATION],) for r in grouped.get("call", ()) if r[_RESERVATION]]
+            released += grouped.get("release", [])
+            if released:
+                conn.executemany(_RELEASE_SQL, released)
             conn.execute("COMMIT")
         except BaseException:
             try:

@@ -256,7 +256,8 @@ class Run:
         local = self._local
         reservation: Reservation | None = getattr(local, "reservation", None)
         decided = getattr(local, "decided", None)
-        local.reservation = local.decided = None
+        shared_ref = getattr(local, "shared_ref", None)
+        local.reservation = local.decided = local.shared_ref = None
         reserved = reservation.nano_usd if reservation is not None else None
         decided_at, decided_prompt = decided if decided is not None else (None, None)
         if usage is not None:
@@ -305,6 +306,7 @@ class Run:
                 decided_prompt,
                 tags_json,
                 meter.writer_id,
+                shared_ref,
             ),
         )
         engine = meter.engine
@@ -390,17 +392,97 @@ class Run:
             worst_case=worst_case,
             step=self.step + 1,
         )
+        if meter.ledger is not None and decision.proceed:
+            decision, reservation = self._reserve_shared(
+                decision, reservation, model, tags, prompt_tokens, max_tokens, now
+            )
         self._local.reservation = reservation
         self._local.decided = (now, prompt_tokens)
         if decision.fired:
             self._report(decision, now)
         return decision
 
+    def _reserve_shared(
+        self,
+        decision: Decision,
+        reservation: Reservation | None,
+        model: str,
+        tags: Mapping[str, Any] | None,
+        prompt_tokens: int | None,
+        max_tokens: int | None,
+        now: float,
+    ) -> tuple[Decision, Reservation | None]:
+        """Check and reserve the shared caps in the database (across processes)."""
+        from dataclasses import replace
+
+        from .ledger import shared_caps
+
+        meter = self.meter
+        engine = meter.engine
+        assert engine is not None and meter.ledger is not None
+        caps = shared_caps(engine.rules, self.run_id, model, {**self.tags, **(tags or {})})
+        if not caps:
+            return decision, reservation
+        worst = (
+            meter.prices.worst_case_nano_usd(decision.model, prompt_tokens or 0, max_tokens) or 0
+        )
+        try:
+            ref, denial = meter.ledger.reserve(caps, worst, now)
+        except Exception as exc:  # the database is unusable: the in-memory caps still hold
+            meter.warn_once(
+                "ledger", f"agentmeter: shared caps fall back to this process only ({exc!r})"
+            )
+            return decision, reservation
+        if denial is None:
+            self._local.shared_ref = ref
+            return decision, reservation
+        engine.release(reservation)
+        kinds = {a.kind for a in denial.rule.actions}
+        action = "halt" if "halt" in kinds else "pause"
+        cond = denial.condition
+        fired = Fired(
+            policy=denial.rule.name,
+            metric=cond.metric,
+            stat=cond.stat,
+            value=(denial.spent_nano_usd + denial.held_nano_usd + worst) * 1e-9,
+            threshold=cond.threshold,
+            action=action,
+            scope=denial.scope.split("|", 1)[1],
+            transition="fire",
+            reason=(
+                f"{denial.rule.name}: every process together spent ${denial.spent_nano_usd / 1e9:,.4f} + "
+                f"in flight ${denial.held_nano_usd / 1e9:,.4f} + this call's worst case ${worst / 1e9:,.4f} "
+                f"would exceed ${cond.threshold:,.2f} (shared {denial.scope.split('|', 1)[1]})"
+            ),
+            detail={
+                "shared": True,
+                "spent_nano_usd": denial.spent_nano_usd,
+                "held_nano_usd": denial.held_nano_usd,
+            },
+        )
+        pause_s = 1.0 if action == "pause" else 0.0
+        return (
+            replace(
+                decision,
+                halt=action == "halt",
+                pause_s=pause_s,
+                resume_at=now + pause_s if pause_s else None,
+                fired=(*decision.fired, fired),
+                reserved_nano_usd=0,
+            ),
+            None,
+        )
+
     def _release_pending(self) -> None:
-        pending = getattr(self._local, "reservation", None)
+        local = self._local
+        pending = getattr(local, "reservation", None)
         if pending is not None:
             self.meter.engine.release(pending)  # type: ignore[union-attr]
-            self._local.reservation = None
+            local.reservation = None
+        ref = getattr(local, "shared_ref", None)
+        if ref is not None:
+            self.meter.put("release", (ref,))
+            local.shared_ref = None
 
     def _report(self, decision: Decision, now: float) -> None:
         meter = self.meter

@@ -256,6 +256,7 @@ class PolicySpec(_Strict):
     cooldown: str | float | None = None
     recover_below: float | int | str | None = None
     recover_after: str | float | None = None
+    shared: bool = False
     enabled: bool = True
 
     @field_validator("then")
@@ -264,6 +265,33 @@ class PolicySpec(_Strict):
         for item in value:
             _parse_action(item)
         return value
+
+    @model_validator(mode="after")
+    def _shared_is_for_hard_caps(self) -> PolicySpec:
+        if not self.shared:
+            return self
+        conditions = (
+            [self.when]
+            if isinstance(self.when, ConditionSpec)
+            else list(getattr(self.when, "any", None) or getattr(self.when, "all", None) or [])
+        )
+        kinds = {a if isinstance(a, str) else next(iter(a)) for a in self.then}
+        cap = [
+            c
+            for c in conditions
+            if c.metric == "cost_usd" and (c.stat or "sum") == "sum" and c.above is not None
+        ]
+        if not cap or not kinds & {"halt", "pause"}:
+            raise ValueError(
+                "shared: true applies to hard caps: a cost_usd sum with 'above' whose actions "
+                "include halt or pause"
+            )
+        if any(c.window is None for c in cap) or any(_scope_key(c.scope) == "run" for c in cap):
+            raise ValueError(
+                "a shared cap needs a time window (e.g. window: 24h) and a shared scope "
+                "(all, model or tag:NAME), since a run lives in one process"
+            )
+        return self
 
     @field_validator("warn_at")
     @classmethod
@@ -358,6 +386,7 @@ class PolicyRule:
     recover_level: float | None  # explicit recover level (display unit)
     recover_after_s: float | None
     description: str | None = None
+    shared: bool = False
 
     @property
     def is_hard_cap(self) -> bool:
@@ -424,6 +453,7 @@ def _normalized_rule(rule: PolicyRule) -> dict[str, Any]:
         else f"{(rule.recover_ratio or 1.0):.0%} of threshold",
         "recover_after_s": rule.recover_after_s,
         "hard_cap": rule.is_hard_cap,
+        "shared": rule.shared,
     }
 
 
@@ -551,6 +581,7 @@ def _compile(spec: PolicySetSpec, source: str, document: Mapping[str, Any]) -> P
                 if p.recover_after is not None
                 else None,
                 description=p.description,
+                shared=p.shared,
             )
         )
     canonical = json.dumps(_plain(document), sort_keys=True, default=str)
