@@ -67,7 +67,9 @@ class Window:
     """
 
     __slots__ = (
+        "_added",
         "_counts",
+        "_dropped",
         "_max",
         "_min",
         "_samples",
@@ -91,8 +93,11 @@ class Window:
         self.count_limit = spec.count
         self._samples: deque[tuple[float, float]] = deque()
         self._sorted: list[float] | None = [] if keep_sorted else None
-        self._max: deque[tuple[float, float]] | None = deque() if keep_extremes else None
-        self._min: deque[tuple[float, float]] | None = deque() if keep_extremes else None
+        # Monotonic queues of (sample number, value): the head is the extreme of the window.
+        self._max: deque[tuple[int, float]] | None = deque() if keep_extremes else None
+        self._min: deque[tuple[int, float]] | None = deque() if keep_extremes else None
+        self._added = 0
+        self._dropped = 0
         self._counts: Counter[object] | None = Counter() if keep_counts else None
         self.total: float = 0
         self.last: float | None = None
@@ -108,14 +113,16 @@ class Window:
         if self._sorted is not None:
             insort(self._sorted, value)
         if self._max is not None and self._min is not None:
+            number = self._added
             mx = self._max
             while mx and mx[-1][1] <= value:
                 mx.pop()
-            mx.append((ts, value))
+            mx.append((number, value))
             mn = self._min
             while mn and mn[-1][1] >= value:
                 mn.pop()
-            mn.append((ts, value))
+            mn.append((number, value))
+        self._added += 1
         if self.count_limit is not None and len(samples) > self.count_limit:
             self._drop_oldest()
 
@@ -129,13 +136,15 @@ class Window:
             self._drop_oldest_key()
 
     def _drop_oldest(self) -> None:
-        ts, value = self._samples.popleft()
+        _, value = self._samples.popleft()
+        number = self._dropped
+        self._dropped += 1
         self.total -= value
         if self._sorted is not None:
             del self._sorted[bisect_left(self._sorted, value)]
-        if self._max is not None and self._max[0] == (ts, value):
+        if self._max is not None and self._max[0][0] == number:
             self._max.popleft()
-        if self._min is not None and self._min[0] == (ts, value):
+        if self._min is not None and self._min[0][0] == number:
             self._min.popleft()
 
     def _drop_oldest_key(self) -> None:
