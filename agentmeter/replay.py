@@ -10,12 +10,14 @@ What the counterfactual run is made of:
 - a call the replayed policies send to another model is repriced from its recorded tokens at that
   model's rates (``cost_nano_usd``); tokens and latency stay as recorded (what another model would
   have answered, or how fast, is unknown);
+- a compaction is reported, but the prompt it would have shortened is billed as recorded;
 - a halt stops the run: that call and every later one count as not made;
 - a pause the live run did not take counts as a call not made (what the agent would have done after
   waiting is unknown), and the replay goes on. A pause the live run took too was waited out live:
   the recorded call is what came after it, so it counts as made;
-- attempts recorded without a decide of their own (retries of a failed attempt) follow the decision
-  of the attempt they retry; in a run recorded without policies every call is decided at its start;
+- attempts recorded without a decide of their own follow the decision of the failed attempt they
+  retry, or else stay as recorded (the agent did not consult the policies for them); in a run
+  recorded without policies every call is decided at its start (``ts - latency``);
 - decides that made no call (a halt, a pause raised to the agent) are known from their recorded
   decision rows and replayed at their time, so the same policies reproduce them too.
 
@@ -29,14 +31,15 @@ import json
 import os
 import sqlite3
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from .decision import Decision
 from .errors import ConfigError, ReplayError
-from .policy.engine import Engine, Observation
+from .policy.engine import Engine, Observation, Reservation
 from .policy.spec import PolicySet, load_policies
 from .pricing import PriceTable, cost_nano_usd, nano_to_usd
 from .usage import Usage
@@ -47,6 +50,7 @@ __all__ = [
     "iter_differences",
     "load_pricing",
     "open_db",
+    "print_replay",
     "replay",
     "resolve_run_id",
 ]
@@ -137,16 +141,16 @@ class ReplayResult:
         return not self.removed and not self.added
 
     def summary(self) -> str:
-        """One line: both costs, the difference, and the decisions kept, removed and added."""
-        share = (
-            f", {self.saved / self.recorded_cost:.0%}" if self.recorded_cost else ""
-        )
-        verb = "saves" if self.saved >= 0 else "costs"
+        """One line: both costs, the difference, the decisions kept, removed and added, the calls."""
+        delta = self.counterfactual_cost - self.recorded_cost
+        sign = "-" if delta < 0 else "+"
+        share = f", {sign}{abs(delta) / self.recorded_cost:.0%}" if self.recorded_cost else ""
+        change = f"{sign}${abs(delta):.4f}{share}" if delta else "the same"
         return (
             f"recorded ${self.recorded_cost:.4f}, counterfactual ${self.counterfactual_cost:.4f} "
-            f"({verb} ${abs(self.saved):.4f}{share}); decisions: {len(self.kept)} kept, "
-            f"{len(self.removed)} removed, {len(self.added)} added; calls: {self.calls_made} of "
-            f"{self.calls} made, {self.calls_rerouted} on another model"
+            f"({change}); decisions: {len(self.kept)} kept, "
+            f"{len(self.removed)} removed, {len(self.added)} added; calls: {self.calls_made:,} of "
+            f"{self.calls:,} made, {self.calls_rerouted:,} on another model"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -179,7 +183,9 @@ class ReplayResult:
 # Inputs
 
 
-def open_db(conn_or_path: sqlite3.Connection | str | os.PathLike[str]) -> tuple[sqlite3.Connection, bool]:
+def open_db(
+    conn_or_path: sqlite3.Connection | str | os.PathLike[str],
+) -> tuple[sqlite3.Connection, bool]:
     """``(connection, opened_here)``: a path is opened read-only; a connection is used as given."""
     if isinstance(conn_or_path, sqlite3.Connection):
         return conn_or_path, False
@@ -215,13 +221,17 @@ def resolve_run_id(conn: sqlite3.Connection, text: str) -> str:
         return str(rows[0][0])
     if rows:
         listed = ", ".join(r[0] for r in rows[:5])
-        raise ReplayError(f"run id {text!r} is ambiguous: it starts {listed}{'...' if len(rows) > 5 else ''}")
+        raise ReplayError(
+            f"run id {text!r} is ambiguous: it starts {listed}{'...' if len(rows) > 5 else ''}"
+        )
     if conn.execute("SELECT 1 FROM agentmeter_calls WHERE run_id = ? LIMIT 1", (text,)).fetchone():
         return text  # calls whose run row was never written (a killed process)
     raise ReplayError(f"no run {text!r} in the flight recorder (list them with: agentmeter runs)")
 
 
-def load_pricing(pricing: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str]) -> dict[str, Mapping[str, Any]]:
+def load_pricing(
+    pricing: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str],
+) -> dict[str, Mapping[str, Any]]:
     """Price overrides (USD per million tokens) from a mapping or a YAML file's ``pricing:`` mapping."""
     if isinstance(pricing, Mapping):
         return dict(pricing)
@@ -280,9 +290,17 @@ class _Group:
         return None
 
 
-def _recorded(conn: sqlite3.Connection, run_id: str) -> tuple[list[ReplayDecision], list[_Group]]:
+def _recorded(
+    conn: sqlite3.Connection, run_id: str
+) -> tuple[list[ReplayDecision], list[_Group], int]:
+    """The run's comparable decisions, every decide's rows grouped, and how many were external.
+
+    External rows are denials by budgets shared with other processes (``detail.shared``): a
+    replay of one run cannot see what the others spent, so they are left out of the comparison.
+    """
     decisions: list[ReplayDecision] = []
     groups: list[_Group] = []
+    external = 0
     for step, ts, policy, metric, value, threshold, action, detail_text in conn.execute(
         "SELECT step, ts, policy, metric, value, threshold, action, detail "
         "FROM agentmeter_decisions WHERE run_id = ? ORDER BY id",
@@ -307,13 +325,16 @@ def _recorded(conn: sqlite3.Connection, run_id: str) -> tuple[list[ReplayDecisio
             value=value,
             threshold=threshold,
         )
-        decisions.append(decision)
+        if detail.get("shared"):
+            external += 1
+        else:
+            decisions.append(decision)
         if groups and groups[-1].step == step and groups[-1].ts == ts:
             groups[-1].rows.append(decision)
             groups[-1].details.append(detail)
         else:
             groups.append(_Group(step, ts, [decision], [detail]))
-    return decisions, groups
+    return decisions, groups, external
 
 
 def _compare(
@@ -393,10 +414,11 @@ class _Replayer:
         self.halted_at: int | None = None
         self.notes: list[str] = []
         run_row = conn.execute(
-            "SELECT started_at, tags FROM agentmeter_runs WHERE run_id = ?", (run_id,)
+            "SELECT started_at, tags, policy_hash FROM agentmeter_runs WHERE run_id = ?", (run_id,)
         ).fetchone()
         self.started_at: float | None = run_row[0] if run_row else None
         self.run_tags = _parse_tags(run_row[1]) if run_row else {}
+        self.policy_hash: str | None = run_row[2] if run_row else None
 
     # -- deciding --------------------------------------------------------------------------------
     def decide(
@@ -408,17 +430,17 @@ class _Replayer:
         max_tokens: int | None,
         step: int | None,
         worst_case_nano: int | None = None,
-    ) -> Any:
-        prices = self.prices
-        if worst_case_nano is not None and prompt_tokens is None:
+    ) -> tuple[Decision, Reservation | None]:
+        """``Engine.decide`` as the live run called it; what fires is collected."""
+        worst_case: Callable[[str], int | None] | None = None
+        if not self.engine.hard_caps:
+            pass  # the engine asks for a worst case only to reserve against a hard cap
+        elif worst_case_nano is not None and prompt_tokens is None:
 
             def worst_case(_chosen: str) -> int | None:
                 return worst_case_nano
         else:
-
-            def worst_case(chosen: str) -> int | None:
-                return prices.worst_case_nano_usd(chosen, prompt_tokens or 0, max_tokens)
-
+            worst_case = _WorstCase(self.prices, prompt_tokens or 0, max_tokens)
         decision, reservation = self.engine.decide(
             now=now,
             model=model,
@@ -429,34 +451,42 @@ class _Replayer:
             step=step,
         )
         if decision.fired:
-            append = self.replayed.append
-            for f in decision.fired:
-                if f.transition == "active" and f.action in _UNRECORDED_ACTIVE:
-                    continue
-                append(
-                    ReplayDecision(
-                        step=step,
-                        ts=now,
-                        policy=f.policy,
-                        action=f.action,
-                        transition=f.transition,
-                        reason=f.reason,
-                        metric=f.metric,
-                        value=f.value,
-                        threshold=f.threshold,
-                    )
-                )
-        if decision.halt:
-            self.halted_at = step
+            self.collect(decision, now, step)
         return decision, reservation
 
-    def phantom(self, group: _Group, next_call: tuple[Any, ...] | None, last_call: tuple[Any, ...] | None) -> None:
+    def collect(self, decision: Decision, now: float, step: int | None) -> None:
+        """Keep what a decision fired, as ``Run._report`` records it."""
+        append = self.replayed.append
+        for f in decision.fired:
+            if f.transition == "active" and f.action in _UNRECORDED_ACTIVE:
+                continue
+            append(
+                ReplayDecision(
+                    step=step,
+                    ts=now,
+                    policy=f.policy,
+                    action=f.action,
+                    transition=f.transition,
+                    reason=f.reason,
+                    metric=f.metric,
+                    value=f.value,
+                    threshold=f.threshold,
+                )
+            )
+        if decision.halt:
+            self.halted_at = step
+
+    def phantom(
+        self, group: _Group, next_call: tuple[Any, ...] | None, last_call: tuple[Any, ...] | None
+    ) -> None:
         """Replay a recorded decide that made no call (a halt, a pause raised to the agent)."""
         same_step = next_call if next_call is not None and next_call[0] == group.step else None
         source = same_step or last_call or next_call
         model = group.detail("requested_model") or (source[2] if source else None)
         if model is None:
-            self.notes.append(f"step {group.step}: a decision with no call and no model was skipped")
+            self.notes.append(
+                f"step {group.step}: a decision with no call and no model was skipped"
+            )
             return
         prompt = group.detail("prompt_tokens")
         if prompt is None and same_step is not None:
@@ -484,13 +514,23 @@ class _Replayer:
     def run(self) -> ReplayResult:
         conn = self.conn
         run_id = self.run_id
-        if self.started_at is None and not conn.execute(
-            "SELECT 1 FROM agentmeter_calls WHERE run_id = ? LIMIT 1", (run_id,)
-        ).fetchone():
+        if (
+            self.started_at is None
+            and not conn.execute(
+                "SELECT 1 FROM agentmeter_calls WHERE run_id = ? LIMIT 1", (run_id,)
+            ).fetchone()
+        ):
             raise ReplayError(f"no run {run_id!r} in the flight recorder")
-        recorded, groups = _recorded(conn, run_id)
+        recorded, groups, external = _recorded(conn, run_id)
+        if external:
+            self.notes.append(
+                f"{external} recorded decision(s) came from budgets shared with other processes; "
+                "a replay of one run cannot see their spend, so they are not compared"
+            )
         pending = deque(groups)
-        decided_run = (
+        # Recorded under policies, only calls with a decide of their own were decided live; a run
+        # recorded without policies is decided call by call, at each call's start.
+        decided_run = self.policy_hash is not None or (
             conn.execute(
                 "SELECT 1 FROM agentmeter_calls WHERE run_id = ? AND decided_at IS NOT NULL LIMIT 1",
                 (run_id,),
@@ -501,8 +541,11 @@ class _Replayer:
             f"SELECT {_CALL_COLUMNS} FROM agentmeter_calls WHERE run_id = ? ORDER BY id", (run_id,)
         )
         cursor.arraysize = 4096
-        engine_observe = self.engine.observe
-        decide = self.decide
+        engine = self.engine
+        engine_observe = engine.observe
+        engine_decide = engine.decide
+        collect = self.collect
+        hard_caps = engine.hard_caps
         prices = self.prices
         reprice_all = self.reprice_all
         tag_cache: dict[str, dict[str, Any]] = {}
@@ -546,10 +589,25 @@ class _Replayer:
                 live_paused = False
                 if pending and pending[0].step == step and pending[0].ts == decided_at:
                     live_paused = pending.popleft().paused
-                now = decided_at if decided_at is not None else ts - (latency or 0.0) / 1000.0
-                decision, reservation = decide(
-                    now, requested or model, tags, decided_prompt, max_tokens, step
+                if decided_at is not None:
+                    now = decided_at
+                else:  # never decided live: decide at its start, on the prompt it sent
+                    now = ts - (latency or 0.0) / 1000.0
+                    if decided_prompt is None and usage_status != "unknown":
+                        decided_prompt = inp + cread + cwrite
+                decision, reservation = engine_decide(
+                    now=now,
+                    model=requested or model,
+                    run_id=run_id,
+                    tags=tags,
+                    prompt_tokens=decided_prompt,
+                    worst_case=_WorstCase(prices, decided_prompt or 0, max_tokens)
+                    if hard_caps
+                    else None,
+                    step=step,
                 )
+                if decision.fired:
+                    collect(decision, now, step)
                 if decision.halt:
                     halted = True
                     previous = row
@@ -574,7 +632,9 @@ class _Replayer:
                 rerouted += 1
             if reprice_all or chosen != model:
                 cost = (
-                    cost_nano_usd(chosen, _usage(inp, out, cread, cwrite, reasoning, cw1h), prices=prices)
+                    cost_nano_usd(
+                        chosen, _usage(inp, out, cread, cwrite, reasoning, cw1h), prices=prices
+                    )
                     if known
                     else None
                 )
@@ -637,6 +697,20 @@ class _Replayer:
         )
 
 
+class _WorstCase:
+    """The worst-case cost of the call being decided, on whichever model the engine picks."""
+
+    __slots__ = ("max_tokens", "prices", "prompt_tokens")
+
+    def __init__(self, prices: PriceTable, prompt_tokens: int, max_tokens: int | None) -> None:
+        self.prices = prices
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+
+    def __call__(self, model: str) -> int | None:
+        return self.prices.worst_case_nano_usd(model, self.prompt_tokens, self.max_tokens)
+
+
 def _rows(cursor: sqlite3.Cursor) -> Iterator[tuple[Any, ...]]:
     """The cursor's rows, fetched in blocks (fewer round trips into the sqlite3 module)."""
     fetch = cursor.fetchmany
@@ -656,7 +730,9 @@ def _before(group: _Group, step: int | None, decided_at: float | None) -> bool:
     return decided_at is not None and group.ts < decided_at
 
 
-def _usage(inp: int, out: int, cread: int, cwrite: int, reasoning: int | None, cw1h: int | None) -> Usage:
+def _usage(
+    inp: int, out: int, cread: int, cwrite: int, reasoning: int | None, cw1h: int | None
+) -> Usage:
     return Usage(
         input_tokens=inp or 0,
         output_tokens=out or 0,
@@ -680,6 +756,90 @@ def _parse_tags(text: str | None) -> dict[str, Any]:
 def iter_differences(result: ReplayResult) -> list[tuple[str, ReplayDecision]]:
     """``("-", recorded)`` and ``("+", replayed)`` decisions in timeline order (step, then time)."""
     marked = [("-", d) for d in result.removed] + [("+", d) for d in result.added]
-    marked.sort(key=lambda item: (item[1].step if item[1].step is not None else -1, item[1].ts, item[0]))
+    marked.sort(
+        key=lambda item: (item[1].step if item[1].step is not None else -1, item[1].ts, item[0])
+    )
     return marked
 
+
+# --------------------------------------------------------------------------------------------
+# Printing
+
+
+def print_replay(result: ReplayResult, *, limit: int = 100, console: Any = None) -> None:
+    """Print the differences as a timeline table, any notes, and the summary line."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    if console is None:
+        console = Console()
+        if console.width < 120:
+            console = Console(width=120)
+    console.print(
+        f"What-if replay of run {result.run_id} under {result.policies} "
+        f"({result.calls:,} recorded calls, {len(result.recorded):,} recorded decisions)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    differences = iter_differences(result)
+    if not differences:
+        console.print(
+            f"No differences: these policies take exactly the {len(result.recorded):,} recorded decisions.",
+            highlight=False,
+        )
+    else:
+        table = Table(title_justify="left", show_edge=False, pad_edge=False)
+        for column, justify in (
+            ("step", "right"),
+            ("at", "right"),
+            ("", "center"),
+            ("policy", "left"),
+            ("action", "left"),
+            ("reason", "left"),
+        ):
+            table.add_column(column, justify=justify, no_wrap=column != "reason")  # type: ignore[arg-type]
+        for mark, d in differences[:limit]:
+            style = "green" if mark == "+" else "red"
+            table.add_row(
+                "" if d.step is None else str(d.step),
+                _elapsed(d.ts, result.started_at),
+                Text(mark, style=f"bold {style}"),
+                d.policy,
+                Text(
+                    d.action
+                    if d.transition in ("fire", "active", d.action)
+                    else f"{d.action} ({d.transition})",
+                    style=style,
+                ),
+                d.reason,
+            )
+        console.print(table)
+        if len(differences) > limit:
+            console.print(
+                f"... and {len(differences) - limit:,} more (--limit, or --json for all)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        console.print(
+            "+ would fire under these policies   - fired when recorded, would not now",
+            style="dim",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    console.print(result.summary(), highlight=False, soft_wrap=True)
+
+
+def _elapsed(ts: float, started: float | None) -> str:
+    if started is None:
+        return f"{ts:.0f}"
+    seconds = max(0.0, ts - started)
+    if seconds < 60:
+        return f"+{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"+{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"+{hours}h{minutes:02d}m"

@@ -3,7 +3,8 @@
     python benchmarks/gen_db.py OUT.db --calls 1000000 [--days 30] [--seed 1]
 
 What it writes, into the schema ``agentmeter.migrations.migrate`` creates and in the column order
-of ``agentmeter.recorder.CALL_COLUMNS`` / ``DECISION_COLUMNS`` / ``RUN_COLUMNS``:
+of ``agentmeter.recorder.CALL_COLUMNS`` / ``DECISION_COLUMNS`` / ``RUN_COLUMNS`` (columns it does
+not know, added to the schema since, are left NULL):
 
 - runs (agent tasks) spread over the last ``--days`` days with a day/night rhythm, each tagged
   with a tenant (Zipf-distributed: a few big tenants, a long tail), a user of that tenant, a
@@ -44,12 +45,33 @@ from agentmeter.pricing import PriceTable, cost_nano_usd
 from agentmeter.recorder import CALL_COLUMNS, DECISION_COLUMNS, RUN_COLUMNS
 from agentmeter.usage import Usage
 
-__all__ = ["GenStats", "generate", "insert_sql"]
+__all__ = ["GEN_COLUMNS", "GenStats", "generate", "insert_sql", "to_call_columns"]
+
+
+# The call columns this generator fills, in the order it builds rows. ``to_call_columns`` turns
+# such rows into ``CALL_COLUMNS`` order (columns added since are NULL), so the generator keeps
+# working while the schema grows.
+GEN_COLUMNS = (
+    "run_id", "step", "ts", "requested_model", "model", "provider", "input_tokens",
+    "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+    "cache_write_1h_tokens", "usage_status", "cost_nano_usd", "cost_status", "latency_ms",
+    "ttft_ms", "pre_ms", "post_ms", "status", "error_type", "stream", "prompt_hash", "max_tokens",
+    "reserved_nano_usd", "decided_at", "decided_prompt_tokens", "tags", "writer",
+)  # fmt: skip
 
 
 def insert_sql(table: str, columns: tuple[str, ...]) -> str:
     """The recorder's INSERT statement for ``table`` (same text as ``agentmeter.recorder``)."""
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def to_call_columns(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``GEN_COLUMNS`` rows in ``CALL_COLUMNS`` order (the same list if the orders agree)."""
+    if tuple(CALL_COLUMNS) == GEN_COLUMNS:
+        return rows
+    missing = len(GEN_COLUMNS)  # index of the None appended to each row
+    pick = itemgetter(*(GEN_COLUMNS.index(c) if c in GEN_COLUMNS else missing for c in CALL_COLUMNS))
+    return [pick((*row, None)) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,6 +449,15 @@ def _one_run(
                 status = "halted"
                 break
         ts += uniform(0.05, 3.0)  # the agent thinks, calls tools
+    if ts > last:  # a run near the end would reach into the future: start it earlier
+        shift = last - ts - uniform(0.0, 300.0)
+        started += shift
+        ts += shift
+        call_rows = [
+            (*r[:2], r[2] + shift, *r[3:25], None if r[25] is None else r[25] + shift, *r[26:])
+            for r in call_rows
+        ]
+        decision_rows = [(*r[:2], r[2] + shift, *r[3:]) for r in decision_rows]
     ended = None if ts > last - 120 else ts + 0.01  # the newest runs are still running
     run_row = (
         run_id,
@@ -469,12 +500,14 @@ def generate(
     runs: list[tuple[Any, ...]] = []
     call_rows: list[tuple[Any, ...]] = []
     decision_rows: list[tuple[Any, ...]] = []
-    for run_row, run_calls, run_decisions in _runs(rng, world, calls, first, last - 600, prices, digests):
+    for run_row, run_calls, run_decisions in _runs(rng, world, calls, first, last, prices, digests):
         runs.append(run_row)
         call_rows.extend(run_calls)
         decision_rows.extend(run_decisions)
         if progress and len(runs) % 5000 == 0:
             print(f"  {len(call_rows):,} calls generated", file=sys.stderr)
+    if progress:
+        print(f"  generated in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     by_ts = itemgetter(2)
     call_rows.sort(key=by_ts)  # ids grow with time, as a live recorder writes them
     decision_rows.sort(key=by_ts)
@@ -488,9 +521,11 @@ def generate(
     sql = insert_sql("agentmeter_calls", CALL_COLUMNS)
     chunk = 100_000
     for i in range(0, len(call_rows), chunk):
-        conn.executemany(sql, call_rows[i : i + chunk])
+        conn.executemany(sql, to_call_columns(call_rows[i : i + chunk]))
     conn.executemany(insert_sql("agentmeter_decisions", DECISION_COLUMNS), decision_rows)
     conn.execute("COMMIT")
+    if progress:
+        print(f"  inserted by {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     conn.execute("ANALYZE")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.close()

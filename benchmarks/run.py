@@ -1,0 +1,1314 @@
+"""agentmeter's benchmark suite: every figure of the performance targets, measured side by side.
+
+    python benchmarks/run.py            # full run (a few minutes on a 2-core machine)
+    python benchmarks/run.py --quick    # smaller N, same figures (the big DB has 200k calls)
+    python benchmarks/run.py --only record,decide --profile
+
+Prints one markdown table (figure, target, measured, PASS/MISS), the reference figures measured on
+the same machine in the same run, and the detail tables behind the headline figures. Medians are
+over many timed batches; rival measurements (agentmeter vs OpenTelemetry, vs litellm, vs raw
+sqlite3) are interleaved round by round so machine noise hits both sides alike. ``--profile``
+adds cProfile's top entries for every figure that missed its target.
+
+Log output of the ``agentmeter`` logger is silenced (level CRITICAL): policies that fire on every
+call would otherwise print a line per call. The call to the logger still happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import logging
+import os
+import platform
+import pstats
+import queue
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch prices mid-benchmark
+
+import gen_db  # benchmarks/ is on sys.path when this file runs
+
+BUILTIN_SETS = ("default", "strict-budget", "latency-slo", "multi-tenant", "loop-guard")
+SECTIONS = (
+    "import",
+    "cli",
+    "record",
+    "throughput",
+    "decide",
+    "completion",
+    "replay",
+    "report",
+    "memory",
+)
+GPT4O_USAGE = dict(input_tokens=1200, output_tokens=300, cache_read_tokens=800)
+BENCH_TAGS = {"tenant": "tenant-000", "user": "tenant-000-u0001", "feature": "support-chat"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Configuration and results
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes of one benchmark pass (``--quick`` shrinks them)."""
+
+    quick: bool
+    workdir: Path
+    subprocess_runs: int  # timed runs of each CLI/import command
+    record_rounds: int  # rounds x batch record calls (and as many OTel spans)
+    record_batch: int
+    throughput_rows: int
+    throughput_threads: int
+    big_calls: int  # the "1M" database
+    small_calls: int
+    decide_rounds: int
+    decide_batch: int
+    completion_rounds: int
+    completion_batch: int
+    replay_budget_s: float  # time box of the engine-loop stand-in
+    replay_calls: int  # calls of the replayed run actually replayed
+    memory_calls: int
+    memory_checkpoints: tuple[int, ...]
+    big_db: Path | None  # reuse this database instead of generating one
+
+    @classmethod
+    def build(cls, quick: bool, workdir: Path, big_db: Path | None) -> Config:
+        if quick:
+            return cls(
+                quick, workdir, 4, 100, 50, 100_000, 4, 200_000, 1_000, 60, 20, 20, 5, 4.0, 20_000,
+                200_000, (20_000, 100_000, 200_000), big_db,
+            )  # fmt: skip
+        return cls(
+            quick, workdir, 8, 400, 50, 300_000, 4, 1_000_000, 1_000, 150, 20, 60, 5, 15.0, 50_000,
+            1_000_000, (100_000, 500_000, 1_000_000), big_db,
+        )  # fmt: skip
+
+
+@dataclass
+class Figure:
+    """One row of the headline table."""
+
+    name: str
+    target: str
+    measured: str
+    passed: bool | None  # None: not measured (not available, skipped)
+    profile: Callable[[], str] | None = None  # what to profile if it missed
+
+
+@dataclass
+class Results:
+    """Everything a pass measured: headline rows, reference figures, detail sections."""
+
+    figures: list[Figure] = field(default_factory=list)
+    references: list[tuple[str, str, str]] = field(default_factory=list)  # name, measured, design.md
+    details: list[str] = field(default_factory=list)  # markdown blocks
+
+    def ref(self, name: str, measured: str, design: str = "") -> None:
+        self.references.append((name, measured, design))
+
+
+# ------------------------------------------------------------------------------------------------
+# Timing helpers
+
+
+def interleaved_us(
+    fns: dict[str, Callable[[], object]],
+    *,
+    rounds: int,
+    batch: int,
+    between: Callable[[], object] | None = None,
+) -> dict[str, list[float]]:
+    """Per-call microseconds of each function, one sample per batch, rivals alternating each round.
+
+    Each sample is the mean of ``batch`` back-to-back calls (so the timer's own cost is spread),
+    and the median of the samples is the figure: GIL hand-offs and GC pauses land in a few
+    batches and do not move it.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    clock = time.perf_counter_ns
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = clock()
+            for _ in range(batch):
+                fn()
+            samples[name].append((clock() - t0) / batch / 1000.0)
+        if between is not None:
+            between()
+    return samples
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def wall_s(cmd: list[str], runs: int, *, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Median wall time of ``runs`` runs of ``cmd`` (after one untimed warm-up) and the last result."""
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        times.append(time.perf_counter() - t0)
+    return median(times), result
+
+
+def profile_top(fn: Callable[[], object], *, limit: int = 14, sort: str = "tottime") -> str:
+    """cProfile's top ``limit`` entries of ``fn()`` (sorted by own time), as text."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        fn()
+    finally:
+        profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.strip_dirs().sort_stats(sort).print_stats(limit)
+    text = out.getvalue()
+    start = text.find("   ncalls")
+    head = [line for line in text[:start].splitlines() if "function calls" in line]
+    return "\n".join([*head, text[start:].rstrip()])
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, in MB (from /proc, else the peak from resource)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fmt_rate(rows_per_s: float) -> str:
+    return f"{rows_per_s:,.0f} rows/s"
+
+
+def verdict(passed: bool | None) -> str:
+    return {True: "PASS", False: "**MISS**", None: "n/a"}[passed]
+
+
+@contextmanager
+def quiet_logs() -> Iterator[None]:
+    logger = logging.getLogger("agentmeter")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def agentmeter_cli() -> list[str]:
+    """The installed ``agentmeter`` console script (beside this interpreter), else ``-m``."""
+    script = Path(sys.executable).with_name("agentmeter")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "agentmeter.cli"]
+
+
+def bytecode_env(cfg: Config) -> dict[str, str]:
+    """The environment with bytecode caching on (into the temp dir), as an installed package runs.
+
+    This machine sets ``PYTHONDONTWRITEBYTECODE=1``, so an editable install compiles agentmeter's
+    modules from source at every start; users' installs have their ``.pyc`` files.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(cfg.workdir / "pycache")
+    return env
+
+
+def fresh_db(cfg: Config, name: str) -> str:
+    path = cfg.workdir / name
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return str(path)
+
+
+def warm_up() -> float:
+    """Import litellm and read its price map once (what the first pricing lookup does); seconds."""
+    from agentmeter.pricing import PriceTable
+
+    t0 = time.perf_counter()
+    PriceTable.default().rates("gpt-4o")
+    return time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------------------------------
+# import agentmeter, agentmeter --help
+
+
+def bench_import(cfg: Config, res: Results) -> None:
+    """Wall time of ``python -c "import agentmeter"`` and which heavy modules it pulled in."""
+    py = sys.executable
+    env = bytecode_env(cfg)
+    import_s, _ = wall_s([py, "-c", "import agentmeter"], cfg.subprocess_runs, env=env)
+    pass_s, _ = wall_s([py, "-c", "pass"], cfg.subprocess_runs, env=env)
+    as_is_s, _ = wall_s([py, "-c", "import agentmeter"], cfg.subprocess_runs)
+    probe = (
+        "import agentmeter, sys; "
+        "print(','.join(m for m in ('litellm', 'scipy', 'numpy', 'pydantic', 'yaml', 'sqlite_utils', 'tenacity') if m in sys.modules))"
+    )
+    loaded = subprocess.run([py, "-c", probe], capture_output=True, text=True).stdout.strip().split(",")
+    heavy = [m for m in ("litellm", "scipy", "numpy") if m in loaded]
+    ok = import_s <= 0.100 and not heavy
+    res.figures.append(
+        Figure(
+            '`python -c "import agentmeter"`',
+            "<= 100 ms; litellm, scipy, numpy not imported",
+            f"{import_s * 1000:.0f} ms (bare `python -c pass`: {pass_s * 1000:.0f} ms); "
+            f"heavy modules loaded: {', '.join(heavy) or 'none'}",
+            ok,
+            profile=lambda: import_top(cfg, "import agentmeter"),
+        )
+    )
+    res.details.append(
+        "Modules `import agentmeter` loads (of the dependencies): "
+        + (", ".join(m for m in loaded if m) or "none")
+    )
+    res.ref("`python -c pass`", f"{pass_s * 1000:.0f} ms")
+    res.ref(
+        '`python -c "import agentmeter"` as this machine runs it (PYTHONDONTWRITEBYTECODE=1: '
+        "agentmeter's modules compiled at every start)",
+        f"{as_is_s * 1000:.0f} ms",
+    )
+
+
+def import_top(cfg: Config, statement: str, limit: int = 12) -> str:
+    """The modules that cost most (cumulative time) when running ``statement``, from ``-X importtime``."""
+    err = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", statement],
+        capture_output=True,
+        text=True,
+        env=bytecode_env(cfg),
+    ).stderr
+    rows = []
+    for line in err.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, cumulative_us, name = line.split(":", 1)[1].split("|")
+        rows.append((int(self_us), int(cumulative_us), name.rstrip()))
+    total = sum(r[0] for r in rows)
+    top = sorted(rows, key=lambda r: r[1], reverse=True)[:limit]
+    lines = [f"-X importtime, {statement!r}: {total / 1000:.1f} ms of module execution in all"]
+    lines += [f"  self {s / 1000:7.2f} ms  cumulative {c / 1000:7.2f} ms  {n}" for s, c, n in top]
+    return "\n".join(lines)
+
+
+def bench_cli(cfg: Config, res: Results) -> None:
+    """Wall time of ``agentmeter --help`` against a bare interpreter start."""
+    cmd = agentmeter_cli()
+    env = bytecode_env(cfg)
+    help_s, result = wall_s([*cmd, "--help"], cfg.subprocess_runs, env=env)
+    pass_s, _ = wall_s([sys.executable, "-c", "pass"], cfg.subprocess_runs, env=env)
+    as_is_s, _ = wall_s([*cmd, "--help"], cfg.subprocess_runs)
+    res.ref("`agentmeter --help` as this machine runs it (PYTHONDONTWRITEBYTECODE=1)", f"{as_is_s:.3f} s")
+    ratio = help_s / pass_s
+    ok = result.returncode == 0 and help_s <= 0.3 and ratio <= 4.0
+    res.figures.append(
+        Figure(
+            "`agentmeter --help` wall time",
+            "<= 0.3 s and <= 4x `python -c pass`",
+            f"{help_s:.3f} s = {ratio:.1f}x `python -c pass` ({pass_s * 1000:.0f} ms)"
+            + ("" if result.returncode == 0 else f"; exit code {result.returncode}"),
+            ok,
+            profile=lambda: import_top(cfg, "from agentmeter.cli import main"),
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# run.record vs an OpenTelemetry span
+
+
+def otel_tracer() -> tuple[Any, Any, Any]:
+    """A TracerProvider with a BatchSpanProcessor into an InMemorySpanExporter, and its tracer."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider, exporter, provider.get_tracer("agentmeter-bench")
+
+
+SPAN_ATTRIBUTES: dict[str, Any] = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.system": "openai",
+    "gen_ai.request.model": "gpt-4o",
+    "gen_ai.response.model": "gpt-4o-2024-08-06",
+    "gen_ai.request.max_tokens": 512,
+    "gen_ai.usage.input_tokens": 2000,
+    "gen_ai.usage.output_tokens": 300,
+    "gen_ai.usage.cache_read_input_tokens": 800,
+    "gen_ai.response.finish_reasons": ("stop",),
+    "tenant": "acme",
+}
+
+
+def bench_record(cfg: Config, res: Results) -> None:
+    """Agent-thread cost of ``run.record`` (default policies, file DB) vs a 10-attribute OTel span."""
+    import agentmeter
+
+    meter = agentmeter.Meter(db=fresh_db(cfg, "record.db"), policies="default")
+    run = meter.run("bench-record", tags={"tenant": "acme"})
+    usage = agentmeter.Usage(**GPT4O_USAGE)
+    record = run.record
+
+    def record_call() -> object:
+        return record(model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0)
+
+    provider, exporter, tracer = otel_tracer()
+    start_span = tracer.start_as_current_span
+    attributes = SPAN_ATTRIBUTES
+
+    def otel_span() -> None:
+        with start_span("chat gpt-4o", attributes=attributes):
+            pass
+
+    for _ in range(500):  # warm both paths (first price lookup, window creation, OTel setup)
+        record_call()
+        otel_span()
+    samples = interleaved_us(
+        {"record": record_call, "otel": otel_span},
+        rounds=cfg.record_rounds,
+        batch=cfg.record_batch,
+        between=exporter.clear,  # the exporter keeps every span: keep its memory flat
+    )
+    rec, span = median(samples["record"]), median(samples["otel"])
+    meter.close()
+    provider.shutdown()
+    ratio = rec / span
+    res.figures.append(
+        Figure(
+            "`run.record(...)` on the agent's thread (cost computation included)",
+            "median <= 15 us and <= 0.5x an OTel SDK span with 10 attributes",
+            f"{rec:.1f} us = {ratio:.2f}x an OTel span ({span:.1f} us, measured alongside)",
+            rec <= 15.0 and ratio <= 0.5,
+            profile=lambda: profile_record(cfg),
+        )
+    )
+    res.ref("OpenTelemetry SDK span, 10 attributes, BatchSpanProcessor + InMemorySpanExporter", f"{span:.1f} us", "20-30 us")
+    p90 = statistics.quantiles(samples["record"], n=10)[-1]
+    res.details.append(
+        f"`run.record`: median {rec:.2f} us, p90 of batch means {p90:.2f} us over "
+        f"{cfg.record_rounds * cfg.record_batch:,} calls (batches of {cfg.record_batch}); "
+        f"OTel span median {span:.2f} us over as many spans."
+    )
+
+    # Reference figures of the same machine.
+    import litellm
+
+    def cost_per_token() -> object:
+        return litellm.cost_per_token(
+            model="gpt-4o", prompt_tokens=2000, completion_tokens=300, cache_read_input_tokens=800
+        )
+
+    from agentmeter.pricing import cost_nano_usd
+
+    sq: queue.SimpleQueue[object] = queue.SimpleQueue()
+    put = sq.put
+    item = ("call", (1, 2, 3))
+    ref = interleaved_us(
+        {
+            "cost_per_token": cost_per_token,
+            "cost_nano_usd": lambda: cost_nano_usd("gpt-4o", usage),
+        },
+        rounds=40,
+        batch=50,
+    )
+    res.ref("`litellm.cost_per_token` (gpt-4o, with cache reads)", f"{median(ref['cost_per_token']):.1f} us", "80-150 us")
+    res.ref("`agentmeter.pricing.cost_nano_usd` (same call)", f"{median(ref['cost_nano_usd']):.2f} us")
+    put_samples = []
+    for _ in range(20):
+        t0 = time.perf_counter_ns()
+        for _ in range(10_000):
+            put(item)
+        put_samples.append((time.perf_counter_ns() - t0) / 10_000 / 1000)
+        while not sq.empty():
+            sq.get_nowait()
+    res.ref("`queue.SimpleQueue.put` (loop included)", f"{median(put_samples):.3f} us", "0.06 us")
+
+
+def profile_record(cfg: Config) -> str:
+    import agentmeter
+
+    meter = agentmeter.Meter(db=fresh_db(cfg, "profile-record.db"), policies="default")
+    run = meter.run("profile-record", tags={"tenant": "acme"})
+    usage = agentmeter.Usage(**GPT4O_USAGE)
+
+    def loop() -> None:
+        for _ in range(20_000):
+            run.record(model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0)
+
+    text = profile_top(loop)
+    meter.close()
+    return text
+
+
+# ------------------------------------------------------------------------------------------------
+# Durable recording throughput
+
+
+def template_row(run_id: str, step: int, ts: float, tags_json: str) -> tuple[Any, ...]:
+    """A call row as the recorder writes it for the benchmark's gpt-4o call (``GEN_COLUMNS`` order)."""
+    return (
+        run_id, step, ts, "gpt-4o", "gpt-4o", "openai", 1200, 300, 800, 0, 0, 0, "reported",
+        6_000_000, "ok", 812.0, 300.0, None, None, "ok", None, 0, None, None, None, None, None,
+        tags_json, "0123456789ab",
+    )  # fmt: skip
+
+
+def meter_throughput(
+    cfg: Config, policies: str | None, name: str, *, threads: int | None = None
+) -> tuple[float, int, float]:
+    """Rows/s committed by a meter fed by several recording threads, until ``flush()`` returns.
+
+    Returns (rows per second, rows found in the table afterwards, seconds spent in flush).
+    """
+    import agentmeter
+
+    path = fresh_db(cfg, name)
+    meter = agentmeter.Meter(db=path, policies=policies)
+    threads = threads or cfg.throughput_threads
+    per_thread = cfg.throughput_rows // threads
+    usage = agentmeter.Usage(**GPT4O_USAGE)
+    runs = [meter.run(f"writer-{i}", tags={"tenant": f"tenant-{i}"}) for i in range(threads)]
+    meter.flush()
+    barrier = threading.Barrier(threads + 1)
+
+    def work(run: Any) -> None:
+        record = run.record
+        barrier.wait()
+        for _ in range(per_thread):
+            record(model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0)
+
+    workers = [threading.Thread(target=work, args=(run,)) for run in runs]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    t1 = time.perf_counter()
+    flushed = meter.flush(timeout_s=120)
+    t2 = time.perf_counter()
+    meter.close()
+    if not flushed:
+        raise RuntimeError("meter.flush() timed out")
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT count(*) FROM agentmeter_calls").fetchone()[0]
+    conn.close()
+    total = per_thread * threads
+    return total / (t2 - t0), rows, t2 - t1
+
+
+def raw_sqlite_throughput(cfg: Config, name: str, *, batch: int = 1000) -> float:
+    """Rows/s of raw ``executemany`` batches into the agentmeter schema (WAL, synchronous=NORMAL)."""
+    from agentmeter.migrations import migrate
+    from agentmeter.recorder import CALL_COLUMNS
+
+    path = fresh_db(cfg, name)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    migrate(conn)
+    sql = gen_db.insert_sql("agentmeter_calls", CALL_COLUMNS)
+    n = cfg.throughput_rows
+    threads = cfg.throughput_threads
+    now = time.time()
+    tags = json.dumps({"tenant": "tenant-0"})
+    # The same interleaving of run ids a multi-threaded meter produces.
+    rows = gen_db.to_call_columns(
+        [template_row(f"run-{i % threads}", i // threads, now + i * 1e-6, tags) for i in range(n)]
+    )
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        conn.execute("BEGIN")
+        conn.executemany(sql, rows[i : i + batch])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return n / elapsed
+
+
+def bench_throughput(cfg: Config, res: Results) -> None:
+    """Durable rows/s of the meter (default policies, then none) vs raw sqlite3 executemany."""
+    raw_1 = raw_sqlite_throughput(cfg, "raw-1.db")
+    with_policies, rows, flush_s = meter_throughput(cfg, "default", "tp-default.db")
+    no_policies, rows_np, _ = meter_throughput(cfg, None, "tp-none.db")
+    one_thread, _, one_flush_s = meter_throughput(cfg, "default", "tp-one.db", threads=1)
+    raw_2 = raw_sqlite_throughput(cfg, "raw-2.db")
+    raw = (raw_1 + raw_2) / 2
+    share = with_policies / raw
+    expected = cfg.throughput_rows // cfg.throughput_threads * cfg.throughput_threads
+    complete = rows == expected and rows_np == expected  # every recorded call is durable
+    res.figures.append(
+        Figure(
+            f"durable recording throughput ({cfg.throughput_threads} recording threads, "
+            f"{cfg.throughput_rows:,} calls, WAL file, until `flush()` returns; default policies)",
+            ">= 100,000 rows/s and >= 65% of raw sqlite3 executemany",
+            f"{fmt_rate(with_policies)} = {share:.0%} of raw sqlite3 ({fmt_rate(raw)})"
+            + ("" if complete else f"; ROWS MISSING: {rows:,}/{expected:,}"),
+            with_policies >= 100_000 and share >= 0.65 and complete,
+            profile=lambda: profile_throughput(cfg),
+        )
+    )
+    res.ref("raw sqlite3 `executemany`, batches of 1,000 agentmeter call rows (WAL, NORMAL, same indexes)", fmt_rate(raw), "150,000 rows/s (20 columns)")
+    res.details.append(
+        "| recording throughput | rows/s | share of raw sqlite3 |\n| --- | --- | --- |\n"
+        f"| meter, default policies | {with_policies:,.0f} | {with_policies / raw:.0%} |\n"
+        f"| meter, no policies | {no_policies:,.0f} | {no_policies / raw:.0%} |\n"
+        f"| meter, default policies, 1 recording thread | {one_thread:,.0f} | {one_thread / raw:.0%} |\n"
+        f"| raw sqlite3 executemany x1,000 (before / after) | {raw_1:,.0f} / {raw_2:,.0f} | 100% |\n\n"
+        f"The writer still had {flush_s:.2f} s of rows to commit when the recording threads finished "
+        f"(default policies; {one_flush_s:.2f} s with one recording thread)."
+    )
+
+
+def profile_throughput(cfg: Config) -> str:
+    """Profile of the recording threads' side (cProfile sees the calling thread only) and of the writer's."""
+    import agentmeter
+    from agentmeter.recorder import Recorder
+
+    meter = agentmeter.Meter(db=fresh_db(cfg, "profile-tp.db"), policies="default")
+    run = meter.run("profile-tp", tags={"tenant": "acme"})
+    usage = agentmeter.Usage(**GPT4O_USAGE)
+
+    def produce() -> None:
+        for _ in range(50_000):
+            run.record(model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0)
+
+    agent_side = profile_top(produce, limit=10)
+    meter.close()
+    # The writer's side: the recorder's commit of the same rows, on this thread.
+    from agentmeter.recorder import connect
+
+    path = fresh_db(cfg, "profile-writer.db")
+    from agentmeter.migrations import migrate
+
+    def connect_fn() -> sqlite3.Connection:
+        conn = connect(path)
+        migrate(conn)
+        return conn
+
+    recorder = Recorder(connect_fn, threaded=False)
+    tags = json.dumps({"tenant": "acme"})
+    calls = gen_db.to_call_columns([template_row("run-0", i, time.time(), tags) for i in range(100_000)])
+    rows = [("call", row) for row in calls]
+
+    def commit() -> None:
+        for i in range(0, len(rows), 5000):
+            recorder._commit(rows[i : i + 5000])
+
+    writer_side = profile_top(commit, limit=8)
+    recorder.close()
+    return f"recording thread (50,000 calls):\n{agent_side}\n\nwriter (100,000 rows):\n{writer_side}"
+
+
+# ------------------------------------------------------------------------------------------------
+# run.decide on a small and a large recorder
+
+
+def merged_policies(*, halt_as_pause: bool = False) -> Any:
+    """Every shipped policy set in one: each rule renamed ``set/rule``, ladders merged.
+
+    ``halt_as_pause`` turns every ``halt`` into a ``pause``, so a replay never stops early and
+    every call goes through the engine (a hard cap stays a hard cap: it pauses instead).
+    """
+    import yaml
+
+    from agentmeter.policy.spec import BUILTIN_DIR, parse_policies
+
+    ladder: dict[str, list[str]] = {}
+    policies: list[dict[str, Any]] = []
+    for name in BUILTIN_SETS:
+        doc = yaml.safe_load((BUILTIN_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+        for model, chain in (doc.get("ladder") or {}).items():
+            ladder.setdefault(model, chain)
+        for rule in doc.get("policies") or []:
+            then = rule.get("then")
+            if halt_as_pause and isinstance(then, list):
+                then = ["pause" if action == "halt" else action for action in then]
+            policies.append({**rule, "name": f"{name}/{rule['name']}", "then": then})
+    text = yaml.safe_dump({"version": 1, "ladder": ladder, "policies": policies}, sort_keys=False)
+    source = "<all shipped sets, halt as pause>" if halt_as_pause else "<all shipped policy sets>"
+    return parse_policies(text, source=source)
+
+
+@dataclass
+class DecideResult:
+    """``run.decide`` on one DB with one policy set."""
+
+    median_us: float
+    open_s: float
+    fired: str
+
+
+def decide_on(cfg: Config, db: str, policies: Any) -> DecideResult:
+    """Open a meter on ``db`` (windows seeded from it), record 20 calls in a run, time ``decide``."""
+    import agentmeter
+
+    t0 = time.perf_counter()
+    meter = agentmeter.Meter(db=db, policies=policies)
+    open_s = time.perf_counter() - t0
+    run = meter.run("bench-decide", tags=BENCH_TAGS)
+    usage = agentmeter.Usage(**GPT4O_USAGE)
+    for i in range(20):  # a run under way, every policy under its threshold
+        run.record(model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0, prompt_hash=f"{i:016x}")
+    decide = run.decide
+
+    def one() -> object:
+        return decide(model="gpt-4o", prompt_tokens=2000, max_tokens=512)
+
+    for _ in range(200):
+        one()
+    samples = interleaved_us({"decide": one}, rounds=cfg.decide_rounds, batch=cfg.decide_batch)
+    decision = one()
+    fired = ", ".join(sorted({f"{f.policy}: {f.action}" for f in decision.fired})) or "nothing"
+    run.end()
+    meter.close()
+    return DecideResult(median(samples["decide"]), open_s, fired)
+
+
+def bench_decide(cfg: Config, res: Results, small: str, big: str, big_calls: int) -> None:
+    """``run.decide`` median per shipped policy set (and all merged), on a 1k- and a big-call DB."""
+    from agentmeter.policy.spec import load_policies
+
+    sets: list[tuple[str, Any]] = [(name, load_policies(name)) for name in BUILTIN_SETS]
+    sets.append(("all five merged", merged_policies()))
+    lines = [
+        f"| policy set | 1k-call DB | {big_calls:,}-call DB | ratio | fired on the 1k DB | fired on the big DB | meter open on the big DB |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    worst_us, worst_ratio, slowest_open = (0.0, "", ""), (0.0, ""), (0.0, "")
+    for name, policy_set in sets:
+        small_r = decide_on(cfg, small, policy_set)
+        big_r = decide_on(cfg, big, policy_set)
+        ratio = big_r.median_us / small_r.median_us
+        lines.append(
+            f"| {name} | {small_r.median_us:.1f} us | {big_r.median_us:.1f} us | {ratio:.2f}x | "
+            f"{small_r.fired} | {big_r.fired} | {big_r.open_s:.2f} s |"
+        )
+        db = small if small_r.median_us >= big_r.median_us else big
+        worst_us = max(worst_us, (max(small_r.median_us, big_r.median_us), name, db))
+        worst_ratio = max(worst_ratio, (ratio, name))
+        slowest_open = max(slowest_open, (big_r.open_s, name))
+    res.details.append(
+        "`run.decide(model=\"gpt-4o\", prompt_tokens=2000, max_tokens=512)` in a run of 20 recorded "
+        f"calls tagged {BENCH_TAGS}, median of {cfg.decide_rounds * cfg.decide_batch:,} calls. The "
+        f"1k-call DB and the big one span the same 30 days; a meter opened on either seeds its "
+        "shared-scope windows from it.\n\n" + "\n".join(lines)
+    )
+    by_name = dict(sets)
+
+    def profiles() -> str:
+        _, name, db = worst_us
+        parts = [profile_decide(db, by_name[name], f"{name}, {'big' if db == big else '1k-call'} DB")]
+        if worst_ratio[1] != name:
+            parts.append(profile_decide(big, by_name[worst_ratio[1]], f"{worst_ratio[1]}, big DB"))
+        parts.append(profile_open(big, by_name[slowest_open[1]], slowest_open[1]))
+        return "\n\n".join(parts)
+
+    res.figures.append(
+        Figure(
+            "`run.decide()`, each shipped policy set and all merged, on a 1k- and a "
+            f"{big_calls:,}-call DB",
+            "median <= 25 us, and big DB within 1.3x of the 1k DB",
+            f"slowest: {worst_us[0]:.1f} us ({worst_us[1]}); largest ratio big/1k: "
+            f"{worst_ratio[0]:.2f}x ({worst_ratio[1]}); see the decide table",
+            worst_us[0] <= 25.0 and worst_ratio[0] <= 1.3,
+            profile=profiles,
+        )
+    )
+    res.ref(
+        f"opening a `Meter` on the {big_calls:,}-call DB (seeding windows), slowest policy set",
+        f"{slowest_open[0]:.2f} s ({slowest_open[1]})",
+    )
+
+
+def profile_decide(db: str, policies: Any, label: str) -> str:
+    """cProfile of 2,000 ``run.decide`` calls, set up as ``decide_on`` does."""
+    import agentmeter
+
+    meter = agentmeter.Meter(db=db, policies=policies)
+    run = meter.run("profile-decide", tags=BENCH_TAGS)
+    usage = agentmeter.Usage(**GPT4O_USAGE)
+    for i in range(20):
+        run.record(model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0, prompt_hash=f"{i:016x}")
+
+    def loop() -> None:
+        for _ in range(2000):
+            run.decide(model="gpt-4o", prompt_tokens=2000, max_tokens=512)
+
+    text = profile_top(loop, limit=14)
+    meter.close()
+    return f"2,000 decides ({label}):\n{text}"
+
+
+def profile_open(db: str, policies: Any, name: str) -> str:
+    """cProfile of opening (and closing) a meter on ``db``: the seeding of its windows."""
+    import agentmeter
+
+    text = profile_top(lambda: agentmeter.Meter(db=db, policies=policies).close(), limit=10, sort="cumtime")
+    return f"opening a Meter on the big DB, policy set {name!r}:\n{text}"
+
+
+# ------------------------------------------------------------------------------------------------
+# run.completion vs litellm.completion
+
+
+def distinct_prompts(count: int) -> list[list[dict[str, str]]]:
+    """``count`` short chat prompts, all different."""
+    return [
+        [
+            {"role": "system", "content": "You are a concise assistant."},
+            {"role": "user", "content": f"Say hi to visitor number {i}."},
+        ]
+        for i in range(count)
+    ]
+
+
+def bench_completion(cfg: Config, res: Results) -> None:
+    """``run.completion(..., mock_response=...)`` against bare ``litellm.completion`` (same call)."""
+    import litellm
+
+    import agentmeter
+
+    meter = agentmeter.Meter(db=fresh_db(cfg, "completion.db"), policies="default")
+    run = meter.run("bench-completion", tags={"tenant": "acme"})
+    # A new prompt per call, as an agent sends: one repeated prompt would (rightly) trip the
+    # default runaway-loop policy, which pauses the run for 30 s.
+    prompts = distinct_prompts(20 + cfg.completion_rounds * cfg.completion_batch + 1)
+    ours_next, theirs_next = iter(prompts).__next__, iter(prompts).__next__
+
+    def metered() -> object:
+        return run.completion(model="gpt-4o", messages=ours_next(), mock_response="hi")
+
+    def bare() -> object:
+        return litellm.completion(model="gpt-4o", messages=theirs_next(), mock_response="hi")
+
+    for _ in range(20):
+        metered()
+        bare()
+    samples = interleaved_us(
+        {"agentmeter": metered, "litellm": bare},
+        rounds=cfg.completion_rounds,
+        batch=cfg.completion_batch,
+    )
+    ours, theirs = median(samples["agentmeter"]), median(samples["litellm"])
+    meter.close()
+    ratio = ours / theirs
+    res.figures.append(
+        Figure(
+            "`run.completion(..., mock_response=...)` vs bare `litellm.completion`",
+            "<= 1.10x",
+            f"{ratio:.3f}x ({ours / 1000:.2f} ms vs {theirs / 1000:.2f} ms; "
+            f"+{ours - theirs:.0f} us)",
+            ratio <= 1.10,
+            profile=lambda: profile_completion(cfg),
+        )
+    )
+    res.ref("`litellm.completion(..., mock_response=...)`", f"{theirs / 1000:.2f} ms", "1.5-1.9 ms")
+
+
+def profile_completion(cfg: Config) -> str:
+    import agentmeter
+
+    meter = agentmeter.Meter(db=fresh_db(cfg, "profile-completion.db"), policies="default")
+    run = meter.run("profile-completion", tags={"tenant": "acme"})
+    prompts = distinct_prompts(300)
+
+    def loop() -> None:
+        for messages in prompts:
+            run.completion(model="gpt-4o", messages=messages, mock_response="hi")
+
+    text = profile_top(loop, limit=14, sort="cumtime")
+    meter.close()
+    return text
+
+
+# ------------------------------------------------------------------------------------------------
+# What-if replay
+
+
+SEED_COLUMNS = (
+    "id, ts, run_id, model, tags, cost_nano_usd, cost_status, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_write_tokens, reasoning_tokens, latency_ms, ttft_ms, status, "
+    "prompt_hash, usage_status"
+)  # agentmeter.meter._SEED_COLUMNS: what observation_from_row reads
+
+
+def replay_fn() -> Callable[..., Any] | None:
+    """``agentmeter.replay.replay(db, run_id, *, policies)`` if the module exists and has it."""
+    try:
+        from agentmeter.replay import replay
+    except ImportError:
+        return None
+    return replay if callable(replay) else None
+
+
+REPLAY_RUN = "replay-run"
+
+
+def make_replay_db(big: str, out: str, calls: int) -> None:
+    """A DB holding the big DB's first ``calls`` calls as one run (``REPLAY_RUN``), steps = ids."""
+    from agentmeter.migrations import migrate
+
+    conn = sqlite3.connect(out, isolation_level=None)
+    migrate(conn)
+    conn.execute("ATTACH DATABASE ? AS src", (big,))
+    ours = [row[1] for row in conn.execute("PRAGMA main.table_info(agentmeter_calls)")]
+    theirs = {row[1] for row in conn.execute("PRAGMA src.table_info(agentmeter_calls)")}
+    columns = [c for c in ours if c in theirs and c != "id"]
+    source = {"run_id": f"'{REPLAY_RUN}'", "step": "id"}
+    select = ", ".join(source.get(c, c) for c in columns)
+    conn.execute("BEGIN")
+    conn.execute(
+        f"INSERT INTO agentmeter_calls ({', '.join(columns)}) SELECT {select} "
+        "FROM src.agentmeter_calls WHERE id <= ? ORDER BY id",
+        (calls,),
+    )
+    conn.execute(
+        "INSERT INTO agentmeter_runs (run_id, name, started_at, ended_at, status, tags) "
+        f"SELECT '{REPLAY_RUN}', 'replay', min(ts), max(ts), 'ok', '{{}}' FROM agentmeter_calls"
+    )
+    conn.execute("COMMIT")
+    conn.execute("DETACH DATABASE src")
+    conn.close()
+
+
+def engine_replay(db: str, policies: Any, budget_s: float) -> tuple[int, float]:
+    """Stand-in for ``agentmeter.replay``: the DB's calls in id order through ``decide`` + ``observe``.
+
+    On a fake clock (each call's ``ts``), with each call's requested model, recorded prompt size
+    and max_tokens, the worst case priced like ``Run.decide``; stops after ``budget_s`` seconds.
+    Returns (calls, seconds).
+    """
+    from agentmeter.meter import observation_from_row
+    from agentmeter.policy.engine import Engine
+    from agentmeter.pricing import PriceTable
+
+    engine = Engine(policies)
+    worst = PriceTable.default().worst_case_nano_usd
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    cursor = conn.execute(
+        f"SELECT {SEED_COLUMNS}, requested_model, decided_prompt_tokens, max_tokens "
+        "FROM agentmeter_calls ORDER BY id"
+    )
+    done = 0
+    t0 = time.perf_counter()
+    deadline = t0 + budget_s
+    while rows := cursor.fetchmany(1000):
+        for row in rows:
+            obs = observation_from_row(row[:17])
+            requested, prompt, max_tokens = row[17], row[18], row[19]
+            prompt = prompt if prompt is not None else obs.samples["prompt_tokens"]
+            _, reservation = engine.decide(
+                now=obs.ts,
+                model=requested or obs.model or "?",
+                run_id=obs.run_id,
+                tags=obs.tags,
+                prompt_tokens=prompt,
+                worst_case=lambda m, p=prompt or 0, mt=max_tokens: worst(m, p, mt),
+                step=done + 1,
+            )
+            engine.observe(obs, reservation)
+        done += len(rows)
+        if time.perf_counter() > deadline:
+            break
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return done, elapsed
+
+
+def bench_replay(cfg: Config, res: Results, big: str, big_calls: int) -> None:
+    """What-if replay throughput: the big DB's calls as one run, through the shipped policies.
+
+    Measured on the run's first ``replay_calls`` calls (a full 1M-call replay at the engine's
+    speed would take minutes); the 1M time is projected from the rate.
+    """
+    from agentmeter.policy.spec import load_policies
+
+    replay = replay_fn()
+    every_call = merged_policies(halt_as_pause=True)
+    prefix = min(cfg.replay_calls, big_calls)
+    name = (
+        f"what-if replay of a {big_calls:,}-call run through all shipped policy sets merged "
+        f"(halt as pause, so every call is decided); first {prefix:,} calls"
+    )
+    if replay is None:
+        calls, elapsed = engine_replay(big, every_call, cfg.replay_budget_s)
+        rate = calls / elapsed
+        res.figures.append(
+            Figure(
+                name + " (**engine loop**: `agentmeter.replay` not available)",
+                ">= 200,000 calls/s",
+                f"{rate:,.0f} calls/s ({calls:,} calls in {elapsed:.1f} s, time-boxed)",
+                rate >= 200_000,
+                profile=lambda: profile_top(lambda: engine_replay(big, every_call, 3.0)),
+            )
+        )
+        return
+    db = str(cfg.workdir / "replay.db")
+    make_replay_db(big, db, prefix)
+
+    def timed(policies: Any) -> tuple[float, Any]:
+        t0 = time.perf_counter()
+        result = replay(db, REPLAY_RUN, policies=policies)
+        return time.perf_counter() - t0, result
+
+    elapsed, result = timed(every_call)
+    rate = result.calls / elapsed
+    res.figures.append(
+        Figure(
+            name + " (`agentmeter.replay.replay`)",
+            ">= 200,000 calls/s",
+            f"{rate:,.0f} calls/s ({result.calls:,} calls in {elapsed:.1f} s; "
+            f"{big_calls:,} calls projected: {big_calls / rate:.0f} s)",
+            rate >= 200_000,
+            profile=lambda: profile_top(lambda: replay(db, REPLAY_RUN, policies=every_call), limit=16),
+        )
+    )
+    lines = [
+        f"What-if replay of the first {prefix:,} calls of the big DB as one run "
+        "(`agentmeter.replay.replay`), each policy set as shipped: a halt stops the run, and the "
+        "calls after it are only counted.",
+        "",
+        "| policy set | halted at call | calls decided | seconds | calls/s (all calls) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    sets: list[tuple[str, Any]] = [(n, load_policies(n)) for n in BUILTIN_SETS]
+    sets += [("all five merged", merged_policies()), ("all five merged, halt as pause", every_call)]
+    for label, policies in sets:
+        if policies is every_call:
+            seconds, r = elapsed, result
+        else:
+            seconds, r = timed(policies)
+        halted = "-" if r.halted_at_step is None else f"{r.halted_at_step:,}"
+        decided = r.halted_at_step or r.calls
+        lines.append(f"| {label} | {halted} | {decided:,} | {seconds:.2f} | {r.calls / seconds:,.0f} |")
+    res.details.append("\n".join(lines))
+
+
+# ------------------------------------------------------------------------------------------------
+# agentmeter report
+
+
+def bench_report(cfg: Config, res: Results, big: str, big_calls: int) -> None:
+    """Wall time of ``agentmeter report`` over the big DB (a subprocess), if the command exists."""
+    cmd = agentmeter_cli()
+    check = subprocess.run([*cmd, "report", "--help"], capture_output=True, text=True)
+    name = f"`agentmeter report` over a {big_calls:,}-call DB (subprocess wall time)"
+    if check.returncode != 0:
+        res.figures.append(Figure(name, "<= 1 s", "not available (`agentmeter report --help` fails)", None))
+        return
+    env = {**os.environ, "AGENTMETER_DB": big}
+    seconds, result = wall_s([*cmd, "report", "--db", big], max(3, cfg.subprocess_runs // 2), env=env)
+    if result.returncode != 0:
+        first = (result.stderr or result.stdout).strip().splitlines()[:1]
+        res.figures.append(Figure(name, "<= 1 s", f"failed (exit {result.returncode}): {' '.join(first)}", False))
+        return
+    res.figures.append(
+        Figure(
+            name,
+            "<= 1 s",
+            f"{seconds:.2f} s",
+            seconds <= 1.0,
+            profile=lambda: profile_report(big),
+        )
+    )
+
+
+def profile_report(big: str) -> str:
+    cmd = [sys.executable, "-m", "cProfile", "-s", "tottime", "-m", "agentmeter.cli", "report", "--db", big]
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    start = out.find("   ncalls")
+    return "\n".join(out[start:].splitlines()[:16]) if start >= 0 else out[-2000:]
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory while recording
+
+
+def memory_child(calls: int, checkpoints: list[int], mode: str, workdir: str) -> None:
+    """(Child process) record ``calls`` calls with the default policies; print RSS at checkpoints.
+
+    ``mode`` ``runs``: runs of 100 calls over 50 tenants, each run ended (an agent service), as
+    fast as the agent thread can record; ``paced``: the same, with a ``flush()`` every 10,000 calls
+    so the writer keeps up (what stays is state, not backlog).
+    """
+    import agentmeter
+
+    logging.getLogger("agentmeter").setLevel(logging.CRITICAL)
+    warm_up()
+    path = os.path.join(workdir, f"memory-{mode}.db")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    meter = agentmeter.Meter(db=path, policies="default")
+    usage = agentmeter.Usage(**GPT4O_USAGE)
+    gc.collect()
+
+    pending = getattr(getattr(meter, "_recorder", None), "_queue", None)  # the writer's queue
+
+    def emit(done: int) -> None:
+        queued = pending.qsize() if pending is not None else -1
+        blocks = sys.getallocatedblocks()  # live Python objects (pymalloc blocks), leak or backlog
+        print(json.dumps({"calls": done, "rss_mb": rss_mb(), "queued": queued, "blocks": blocks}), flush=True)
+
+    emit(0)
+    marks = set(checkpoints)
+    run = meter.run("memory", tags={"tenant": "tenant-0"})
+    t0 = time.perf_counter()
+    for i in range(1, calls + 1):
+        run.record(model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0, prompt_hash=f"{i % 5000:016x}")
+        if i % 100 == 0:
+            run.end()
+            run = meter.run("memory", tags={"tenant": f"tenant-{i // 100 % 50}", "user": f"u{i // 100 % 997}"})
+        if mode == "paced" and i % 10_000 == 0:
+            meter.flush()
+        if i in marks:
+            emit(i)
+    run.end()
+    elapsed = time.perf_counter() - t0
+    meter.flush(timeout_s=300)
+    gc.collect()
+    print(
+        json.dumps(
+            {
+                "calls": calls,
+                "rss_mb": rss_mb(),
+                "queued": 0,
+                "blocks": sys.getallocatedblocks(),
+                "flushed": True,
+                "seconds": elapsed,
+            }
+        ),
+        flush=True,
+    )
+    meter.close()
+
+
+def bench_memory(cfg: Config, res: Results) -> None:
+    """RSS after 100k / 500k / 1M recorded calls (child processes), runs ended as they finish."""
+    modes = ["runs", "paced"]
+    table = [
+        "| calls recorded | "
+        + " | ".join(f"RSS ({m}) | writer backlog ({m}) | live blocks ({m})" for m in modes)
+        + " |"
+    ]
+    table.append("| --- |" + " --- | --- | --- |" * len(modes))
+    series: dict[str, list[dict[str, Any]]] = {}
+    for mode in modes:
+        out = subprocess.run(
+            [
+                sys.executable, __file__, "--child-memory", str(cfg.memory_calls),
+                "--checkpoints", ",".join(map(str, cfg.memory_checkpoints)),
+                "--mode", mode, "--workdir", str(cfg.workdir),
+            ],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        series[mode] = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    for index, point in enumerate(series["runs"]):
+        label = f"{point['calls']:,}" + (" (after flush)" if point.get("flushed") else "")
+        cells = []
+        for mode in modes:
+            p = series[mode][index]
+            cells.append(f"{p['rss_mb']:.0f} MB | {p['queued']:,} | {p['blocks'] / 1e6:.2f} M")
+        table.append(f"| {label} | " + " | ".join(cells) + " |")
+    def rss_at(mode: str) -> dict[int, float]:
+        return {p["calls"]: p["rss_mb"] for p in series[mode] if not p.get("flushed")}
+
+    first, mid, last = cfg.memory_checkpoints
+    tight, paced = rss_at("runs"), rss_at("paced")
+    per_call = (tight[last] - tight[mid]) * 1024 * 1024 / (last - mid)
+    paced_per_call = (paced[last] - paced[mid]) * 1024 * 1024 / (last - mid)
+    res.figures.append(
+        Figure(
+            f"memory while recording {last:,} calls (default policies; runs of 100 calls, ended; "
+            "as fast as the agent thread records)",
+            f"RSS bounded: growth {mid:,} -> {last:,} calls <= 50 B/call",
+            f"{tight[0]:.0f} MB before; +{tight[first] - tight[0]:.0f} MB at {first:,}, "
+            f"+{tight[mid] - tight[0]:.0f} MB at {mid:,}, +{tight[last] - tight[0]:.0f} MB at {last:,} "
+            f"({per_call:.0f} B/call over the last {last - mid:,}; writer backlog "
+            f"{series['runs'][-2]['queued']:,} rows). Writer kept up (flush every 10k): "
+            f"+{paced[last] - paced[0]:.0f} MB at {last:,} ({paced_per_call:.0f} B/call)",
+            per_call <= 50,  # no per-call state or backlog kept: under 50 bytes a call
+        )
+    )
+    note = (
+        "RSS of a child process that warmed up litellm, opened a meter (default policies) and recorded "
+        "gpt-4o calls; *runs*: runs of 100 calls over 50 tenants, each ended, recorded as fast as the "
+        "thread can; *paced*: the same with `meter.flush()` every 10,000 calls, so the writer keeps up. "
+        "Writer backlog: rows "
+        "queued but not yet committed (the recorder's queue is unbounded). Live blocks: "
+        "`sys.getallocatedblocks()`, the Python objects alive (the backlog's rows included)."
+    )
+    res.details.append(note + "\n\n" + "\n".join(table))
+
+
+# ------------------------------------------------------------------------------------------------
+# Orchestration
+
+
+def environment() -> str:
+    """One paragraph on the machine, the interpreter and the versions measured."""
+    import litellm  # noqa: F401  (version below)
+
+    try:
+        from importlib.metadata import version
+
+        versions = {pkg: version(pkg) for pkg in ("litellm", "opentelemetry-sdk", "agentmeter")}
+    except Exception:
+        versions = {}
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
+    return (
+        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+        + f"; load average at start {load[0]:.2f}"
+    )
+
+
+def render(cfg: Config, res: Results, env: str, elapsed: float, profiles: bool) -> str:
+    out = [
+        f"## agentmeter benchmarks ({'quick' if cfg.quick else 'full'} pass)",
+        "",
+        env,
+        "",
+        "| figure | target | measured | result |",
+        "| --- | --- | --- | --- |",
+    ]
+    out += [f"| {f.name} | {f.target} | {f.measured} | {verdict(f.passed)} |" for f in res.figures]
+    out += ["", "### Reference figures (same machine, same run)", "", "| operation | measured | design.md |", "| --- | --- | --- |"]
+    out += [f"| {name} | {measured} | {design} |" for name, measured, design in res.references]
+    out += ["", "### Details", ""]
+    for block in res.details:
+        out += [block, ""]
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
+    out.append(f"Whole pass: {elapsed:.0f} s; load average at the end {load[0]:.2f}.")
+    if profiles:
+        missed = [f for f in res.figures if f.passed is False and f.profile is not None]
+        for figure in missed:
+            try:
+                with quiet_logs():
+                    text = figure.profile()  # type: ignore[misc]
+            except Exception as exc:  # a broken profile must not lose the measured table
+                text = f"profiling failed: {exc!r}"
+            out += ["", f"### Profile: {figure.name}", "", "```", text, "```"]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python benchmarks/run.py [--quick] [--only a,b] [--profile] [--db BIG.db] [--keep]``."""
+    parser = argparse.ArgumentParser(description="agentmeter benchmarks")
+    parser.add_argument("--quick", action="store_true", help="smaller N (a 200k-call big DB)")
+    parser.add_argument("--only", default="", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    parser.add_argument("--profile", action="store_true", help="cProfile every figure that missed")
+    parser.add_argument("--db", type=Path, default=None, help="reuse this big DB (from gen_db.py)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--child-memory", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoints", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="runs", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child_memory:
+        memory_child(args.child_memory, [int(c) for c in args.checkpoints.split(",")], args.mode, args.workdir)
+        return 0
+    only = {s.strip() for s in args.only.split(",") if s.strip()} or set(SECTIONS)
+    unknown = only - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+
+    started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="agentmeter-bench-"))
+    cfg = Config.build(args.quick, workdir, args.db)
+    res = Results()
+    log = lambda text: print(f"[{time.perf_counter() - started:6.1f} s] {text}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        if "import" in only:
+            log("import agentmeter")
+            bench_import(cfg, res)
+        if "cli" in only:
+            log("agentmeter --help")
+            bench_cli(cfg, res)
+        log("warm-up: litellm and its price map")
+        res.ref("first price lookup (imports litellm, reads its map)", f"{warm_up():.2f} s")
+        env = environment()
+        with quiet_logs():
+            if "record" in only:
+                log("run.record vs OpenTelemetry span")
+                bench_record(cfg, res)
+            if "throughput" in only:
+                log("durable recording throughput")
+                bench_throughput(cfg, res)
+            if "completion" in only:
+                log("run.completion vs litellm.completion")
+                bench_completion(cfg, res)
+            big = small = ""
+            big_calls = cfg.big_calls
+            if only & {"decide", "replay", "report"}:
+                small = str(cfg.workdir / "small.db")
+                gen_db.generate(small, cfg.small_calls)
+                if cfg.big_db is not None:
+                    big = str(cfg.workdir / "big.db")
+                    shutil.copyfile(cfg.big_db, big)
+                    with sqlite3.connect(big) as conn:
+                        big_calls = conn.execute("SELECT count(*) FROM agentmeter_calls").fetchone()[0]
+                    log(f"big DB: copied {cfg.big_db} ({big_calls:,} calls)")
+                else:
+                    log(f"generating a {cfg.big_calls:,}-call DB")
+                    stats = gen_db.generate(cfg.workdir / "big.db", cfg.big_calls)
+                    big = stats.path
+                    res.ref(f"`gen_db.py` {cfg.big_calls:,} calls", f"{stats.seconds:.1f} s ({stats.describe().split(' in ')[0]})")
+            if "report" in only:
+                log("agentmeter report")
+                bench_report(cfg, res, big, big_calls)
+            if "replay" in only:
+                log("what-if replay")
+                bench_replay(cfg, res, big, big_calls)
+            if "decide" in only:
+                log("run.decide on small and big DBs")
+                bench_decide(cfg, res, small, big, big_calls)
+            if "memory" in only:
+                log("memory while recording")
+                bench_memory(cfg, res)
+        log("profiling misses" if args.profile else "done")
+        text = render(cfg, res, env, time.perf_counter() - started, args.profile)
+        print(text)
+    finally:
+        if args.keep:
+            print(f"\n(temporary files kept in {workdir})", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
