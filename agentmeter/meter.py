@@ -350,6 +350,14 @@ class Meter:
     def put(self, kind: str, row: tuple[Any, ...]) -> None:
         self._recorder.put(kind, row)
 
+    def add_exporter(self, exporter: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Call ``exporter(rows)`` on the writer thread after each commit, with the committed calls.
+
+        Each row is a dict of ``agentmeter_calls`` columns. An exporter that raises is counted in
+        ``health()["export_errors"]`` and never stops recording.
+        """
+        self._recorder.exporters.append(exporter)
+
     # -- health --------------------------------------------------------------------------------
     def warn_once(self, key: str, message: str) -> None:
         """Log ``message`` once per meter and key."""
@@ -369,6 +377,7 @@ class Meter:
             "degraded": h.degraded,
             "last_error": h.last_error,
             "internal_errors": self.internal_errors,
+            "export_errors": h.export_errors,
             "warnings": list(self._warned_messages()),
         }
 

@@ -126,6 +126,7 @@ class RecorderHealth:
     buffered: int = 0
     degraded: bool = False
     last_error: str | None = None
+    export_errors: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
@@ -153,6 +154,8 @@ class Recorder:
         self.retry_s = retry_s
         self.idle_s = idle_s
         self.on_idle = on_idle
+        # Called after each commit with the committed call rows as dicts (OpenTelemetry export).
+        self.exporters: list[Callable[[list[dict[str, Any]]], None]] = []
         self.health = RecorderHealth()
         self._warned = False
         self._closed = False
@@ -280,6 +283,8 @@ class Recorder:
         backlog.clear()
         self.health.committed += len(rows)
         self.health.buffered = 0
+        if self.exporters:
+            self._export(rows)
         if self.health.degraded:
             self.health.degraded = False
             log.warning("agentmeter: the flight recorder is writable again; recording resumed")
@@ -317,6 +322,19 @@ class Recorder:
             except sqlite3.Error:
                 pass
             raise
+
+    def _export(self, rows: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """Hand committed call rows (as dicts) to each exporter, on this thread; failures are counted."""
+        calls = [dict(zip(CALL_COLUMNS, row, strict=True)) for kind, row in rows if kind == "call"]
+        if not calls:
+            return
+        for exporter in self.exporters:
+            try:
+                exporter(calls)
+            except Exception as exc:  # an exporter must never stop the recorder
+                self.health.export_errors += 1
+                if self.health.export_errors == 1:
+                    log.warning("agentmeter: an exporter failed (%r); recording continues", exc)
 
     def _degrade(self, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
