@@ -76,6 +76,7 @@ __all__ = [
     "PriceTable",
     "ReplayError",
     "Run",
+    "RunStats",
     "StorageError",
     "SystemClock",
     "Usage",

@@ -22,6 +22,7 @@ from .meter import samples
 from .normalize import normalize_usage
 from .policy.engine import Observation, Reservation
 from .pricing import cost_nano_usd, nano_to_usd
+from .stats import RunStats, RunTally
 from .usage import Usage
 
 if TYPE_CHECKING:
@@ -95,8 +96,7 @@ class Run:
         self.decisions: list[Decision] = []
         self._step_lock = threading.Lock()
         self._local = threading.local()
-        self._spent_nano = 0
-        self._unknown_cost_calls = 0
+        self._tally = RunTally()
         self.ended_at: float | None = None
         self.last_record: CallRecord | None = None
         meter.put("run", self._run_row())
@@ -244,10 +244,21 @@ class Run:
         with self._step_lock:
             self.step += 1
             step = self.step
-            if cost is not None:
-                self._spent_nano += cost
-            else:
-                self._unknown_cost_calls += 1
+            self._tally.add(
+                now,
+                cost,
+                latency_ms,
+                status != "ok",
+                None
+                if usage is None
+                else (
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cache_read_tokens,
+                    usage.cache_write_tokens,
+                    usage.reasoning_tokens,
+                ),
+            )
         tags_json = (
             self._tags_json
             if not tags
@@ -490,6 +501,9 @@ class Run:
         for fired in decision.fired:
             if fired.transition == "active" and fired.action in ("downgrade", "no_stream"):
                 continue  # the transition was recorded when it fired
+            if fired.transition != "recover":
+                with self._step_lock:
+                    self._tally.fired[f"{fired.policy} -> {fired.action}"] += 1
             meter.put("decision", self._decision_row(fired, now, decision))
             if fired.transition in ("fire", "warn", "recover"):
                 log_fired(fired)
@@ -615,12 +629,21 @@ class Run:
     @property
     def spent(self) -> Decimal:
         """Exact USD spent by this run's priced calls so far."""
-        return nano_to_usd(self._spent_nano)
+        return nano_to_usd(self._tally.spent_nano)
 
     @property
     def unknown_cost_calls(self) -> int:
-        """How many of this run's calls have an unknown cost (not included in ``spent``)."""
-        return self._unknown_cost_calls
+        """How many of this run's successful calls have an unknown cost (not in ``spent``)."""
+        return self._tally.unknown_cost
+
+    def stats(self) -> RunStats:
+        """Spend so far and over the last 10 minutes and hour, latency, cache hits, what fired."""
+        with self._step_lock:
+            return self._tally.snapshot(self.meter.clock.now())
+
+    def summary_for_prompt(self) -> str:
+        """A short text about this run's own efficiency, for the agent's reflection step."""
+        return self.stats().summary()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def end(self, status: str | None = None) -> None:

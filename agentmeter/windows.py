@@ -16,10 +16,12 @@ from bisect import bisect_left, insort
 from collections import Counter, deque
 from dataclasses import dataclass
 
-__all__ = ["QUANTILES", "STATS", "Window", "WindowSpec", "quantile_of_sorted"]
+__all__ = ["QUANTILES", "STATS", "Window", "WindowSpec", "quantile_of_sorted", "robust_z"]
 
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
-STATS = ("sum", "count", "rate", "mean", "max", "min", "last", *QUANTILES)
+STATS = ("sum", "count", "rate", "mean", "max", "min", "last", *QUANTILES, "anomaly")
+# Below this many samples a robust z-score says nothing: "anomaly" reads 0.
+ANOMALY_MIN_SAMPLES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,27 @@ def quantile_of_sorted(values: list[float], q: float) -> float | None:
     high = min(low + 1, n - 1)
     fraction = position - low
     return values[low] + (values[high] - values[low]) * fraction
+
+
+def robust_z(sorted_values: list[float], x: float | None) -> float:
+    """How unusual ``x`` is among ``sorted_values``: (x - median) / (1.4826 * MAD).
+
+    The median absolute deviation, scaled to match a standard deviation for normal data, is not
+    dragged by the spikes it is meant to find. With a MAD of zero (most samples identical), any
+    x above the median reads as infinitely unusual. Fewer than ``ANOMALY_MIN_SAMPLES`` samples
+    read 0.
+    """
+    n = len(sorted_values)
+    if x is None or n < ANOMALY_MIN_SAMPLES:
+        return 0.0
+    median = quantile_of_sorted(sorted_values, 0.5) or 0.0
+    if x == median:
+        return 0.0
+    deviations = sorted(abs(v - median) for v in sorted_values)
+    mad = quantile_of_sorted(deviations, 0.5) or 0.0
+    if mad == 0:
+        return math.inf if x > median else -math.inf
+    return (x - median) / (1.4826 * mad)
 
 
 class Window:
@@ -199,6 +222,8 @@ class Window:
         q = QUANTILES.get(name)
         if q is not None and self._sorted is not None:
             return quantile_of_sorted(self._sorted, q)
+        if name == "anomaly" and self._sorted is not None:
+            return robust_z(self._sorted, self.last)
         raise ValueError(f"unknown statistic {name!r}")
 
     def _span_s(self, now: float) -> float:

@@ -51,6 +51,9 @@ CASES = [
     ("repeated_prompt", "repeats"),
     ("reasoning_tokens", "max"),
     ("cache_write_tokens", "sum"),
+    ("cost_usd", "anomaly"),
+    ("latency_ms", "anomaly"),
+    ("output_tokens", "anomaly"),
 ]
 
 calls_strategy = st.lists(
@@ -88,6 +91,17 @@ def brute_value(metric, stat, calls, now, window_s, last):
         hashes = [c["prompt_hash"] for c in kept]
         return max(hashes.count(h) for h in hashes) if hashes else 0
     values = [c[m.sample] for c in kept if c[m.sample] is not None]
+    if stat == "anomaly":
+        if not values:
+            return None
+        if len(values) < 10:
+            return 0.0
+        med = float(np.median(values))
+        mad = float(np.median([abs(v - med) for v in values]))
+        x = values[-1]
+        if x == med:
+            return 0.0
+        return (x - med) / (1.4826 * mad) if mad else (np.inf if x > med else -np.inf)
     if stat == "sum":
         return sum(values) * m.scale
     if stat == "count":
@@ -162,6 +176,8 @@ def test_engine_statistic_equals_brute_force(metric, stat, window, calls, probe)
         want = brute_value(metric, stat, recorded, clock.now(), window_s, last)
         if want is None:
             assert got is None or got == 0
+        elif np.isinf(want):
+            assert got == want
         else:
             assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
 
@@ -532,3 +548,23 @@ def test_scope_all_sees_calls_other_processes_record(tmp_path):
     finally:
         a.close()
         b.close()
+
+
+def test_anomaly_catches_a_spike_without_a_hand_set_threshold(clock):
+    """A call costing 10x the run's norm fires; ordinary +-20% fluctuation never does."""
+    import random
+
+    ps = policies(
+        rule("spike", "{anomaly: cost_per_call, last: 50}", "[alert]", "    cooldown: 0s\n")
+    )
+    rng = random.Random(5)
+    with agentmeter.Meter(db=":memory:", policies=ps, clock=clock, pricing=PRICES) as meter:
+        run = meter.run("r")
+        fired_at = []
+        for step in range(1, 201):
+            tokens = int(10_000 * rng.uniform(0.8, 1.2)) * (10 if step == 150 else 1)
+            run.record(model="test-model", usage=Usage(input_tokens=tokens), latency_ms=1)
+            clock.advance(1)
+            if any(f.transition == "fire" for f in run.decide(model="test-model").fired):
+                fired_at.append(step)
+        assert fired_at == [150]

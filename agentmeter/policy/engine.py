@@ -77,7 +77,7 @@ class _Measure:
 def _features(stat: str, metric: str) -> str:
     if metric == "repeated_prompt":
         return "counts"
-    if stat in QUANTILES:
+    if stat in QUANTILES or stat == "anomaly":
         return "sorted"
     if stat in ("max", "min"):
         return "extremes"
@@ -469,7 +469,8 @@ class Engine:
             return _Measure(ratio, ratio, None)
         window = windows[(metric.sample, cond.spec)]
         raw = window.stat(cond.stat, now)
-        value = raw * metric.scale if raw is not None else None
+        scale = 1.0 if cond.stat == "anomaly" else metric.scale  # a z-score has no unit
+        value = raw * scale if raw is not None else None
         return _Measure(value, raw, window)
 
     def _fired(
@@ -490,8 +491,8 @@ class Engine:
             op = ">=" if cond.above else "<="
         else:
             limit = ""
-        value_text = _fmt(cond.metric, measure.value)
-        threshold_text = _fmt(cond.metric, cond.threshold)
+        value_text = _fmt(cond.metric, measure.value, cond.stat)
+        threshold_text = _fmt(cond.metric, cond.threshold, cond.stat)
         reason = (
             f"{rule.name}: {cond.metric} {cond.stat} over {_window_text(cond)} = {value_text} "
             f"{op} {(limit + ' ') if limit and transition == 'warn' else ''}{threshold_text} "
@@ -576,9 +577,11 @@ def _window_text(cond: Threshold) -> str:
     return cond.spec.describe() if cond.spec is not None else "the last call"
 
 
-def _fmt(metric: str, value: float | None) -> str:
+def _fmt(metric: str, value: float | None, stat: str = "") -> str:
     if value is None:
         return "n/a"
+    if stat == "anomaly":
+        return f"robust z {value:.1f}"
     unit = METRICS[metric].unit
     if unit == "usd":
         return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"

@@ -6,9 +6,19 @@ from dataclasses import dataclass
 
 from ..windows import QUANTILES
 
-__all__ = ["METRICS", "Metric"]
+__all__ = ["ANOMALIES", "METRICS", "Metric"]
 
-_NUMERIC_STATS = ("sum", "count", "rate", "mean", "max", "min", "last", *QUANTILES)
+_NUMERIC_STATS = ("sum", "count", "rate", "mean", "max", "min", "last", *QUANTILES, "anomaly")
+
+# ``when: {anomaly: NAME}`` is shorthand for ``{metric: METRIC, stat: anomaly}``.
+ANOMALIES = {
+    "cost_per_call": "cost_usd",
+    "latency": "latency_ms",
+    "ttft": "ttft_ms",
+    "tokens_per_call": "total_tokens",
+    "prompt_tokens": "prompt_tokens",
+    "output_tokens": "output_tokens",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from pydantic import (
 from ..errors import ConfigError
 from ..units import parse_count, parse_duration_s, parse_percent, parse_quantity
 from ..windows import WindowSpec
-from .metrics import METRICS
+from .metrics import ANOMALIES, METRICS
 
 __all__ = ["Action", "PolicyRule", "PolicySet", "load_policies", "parse_policies"]
 
@@ -137,6 +137,23 @@ class ConditionSpec(_Strict):
     above: float | int | str | None = None
     below: float | int | str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _anomaly_shorthand(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or "anomaly" not in data:
+            return data
+        kind = data["anomaly"]
+        if kind not in ANOMALIES:
+            raise ValueError(f"unknown anomaly '{kind}'; {_suggest(str(kind), tuple(ANOMALIES))}")
+        if "metric" in data or "stat" in data:
+            raise ValueError("'anomaly' names the metric itself: drop 'metric' and 'stat'")
+        out = {k: v for k, v in data.items() if k != "anomaly"}
+        out.update(metric=ANOMALIES[kind], stat="anomaly")
+        out.setdefault("last", 100)
+        if "above" not in out and "below" not in out:
+            out["above"] = 6
+        return out
+
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
@@ -160,6 +177,18 @@ class ConditionSpec(_Strict):
     def _threshold(cls, value: Any, info: ValidationInfo) -> Any:
         metric = METRICS.get(info.data.get("metric", ""))
         if value is None or metric is None:
+            return value
+        if info.data.get("stat") == "anomaly":
+            try:
+                z = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"an anomaly threshold is a robust z-score like 6, got {value!r}"
+                ) from None
+            if z <= 0:
+                raise ValueError(
+                    f"an anomaly threshold is a positive robust z-score like 6, got {value!r}"
+                )
             return value
         example = {"usd": '"$2.00"', "ms": "8s or 8000", "tokens": "100k", "ratio": '"20%"'}.get(
             metric.unit, "3"
@@ -538,7 +567,9 @@ def _compile_condition(spec: ConditionSpec) -> Threshold:
     elif stat == "last":
         window = WindowSpec(count=1)
     above = spec.above is not None
-    threshold = parse_quantity(spec.above if above else spec.below, metric.unit)
+    given = spec.above if above else spec.below
+    anomaly = stat == "anomaly"
+    threshold = float(given) if anomaly else parse_quantity(given, metric.unit)  # type: ignore[arg-type]
     return Threshold(
         metric=spec.metric,
         stat=stat,
@@ -546,7 +577,7 @@ def _compile_condition(spec: ConditionSpec) -> Threshold:
         scope=_scope_key(spec.scope),
         above=above,
         threshold=threshold,
-        raw=threshold / metric.scale,
+        raw=threshold if anomaly else threshold / metric.scale,
     )
 
 

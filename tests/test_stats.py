@@ -1,0 +1,72 @@
+"""run.stats() and run.summary_for_prompt(): what a run can tell the agent about itself."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+import agentmeter
+from agentmeter import Usage
+
+PRICES = {"m": {"input": "$1", "output": "$2"}}
+
+
+def test_stats_track_spend_windows_latency_cache_and_decisions(clock):
+    policy = "version: 1\npolicies:\n  - name: big\n    when: {metric: cost_usd, stat: max, last: 1, above: $0.5}\n    then: [alert]\n"
+    with agentmeter.Meter(db=":memory:", clock=clock, pricing=PRICES, policies=policy) as meter:
+        run = meter.run("r")
+        latencies = []
+        for i in range(12):
+            run.record(
+                model="m",
+                usage=Usage(input_tokens=100_000, cache_read_tokens=50_000, output_tokens=10_000),
+                latency_ms=100.0 * (i + 1),
+            )
+            latencies.append(100.0 * (i + 1))
+            clock.advance(120)  # 2 minutes apart
+        run.record(model="m", usage=None, latency_ms=5, status="error", error_type="Timeout")
+        run.decide(model="m")
+        stats = run.stats()
+    per_call = (
+        Decimal("0.1") + Decimal("0.05") + Decimal("0.02")
+    )  # input + cache read (at input rate) + output
+    assert stats.calls == 13 and stats.errors == 1 and stats.error_rate == pytest.approx(1 / 13)
+    assert stats.spent_usd == 12 * per_call
+    # Calls at t0 .. t0+1320 s, now t0+1440: the last 10 minutes hold 4 calls (t0+960 .. t0+1320).
+    assert stats.spent_last_10m_usd == 4 * per_call
+    assert stats.spent_last_1h_usd == 12 * per_call
+    assert stats.p90_latency_ms == pytest.approx(float(np.percentile(latencies, 90)))
+    assert stats.cache_hit_ratio == pytest.approx(50_000 / 150_000)
+    assert (
+        stats.unknown_cost_calls == 0
+    )  # the failed call had no usage: an error, not an unknown price
+    assert stats.fired == {}
+
+
+def test_summary_for_prompt_reads_like_a_sentence(clock):
+    with agentmeter.Meter(db=":memory:", clock=clock, pricing=PRICES) as meter:
+        run = meter.run("r")
+        assert run.summary_for_prompt() == "No LLM calls yet in this run."
+        run.record(model="m", usage=Usage(input_tokens=1_000_000), latency_ms=2000)
+        run.record(model="unpriced-model", usage=Usage(input_tokens=10), latency_ms=1000)
+        text = run.summary_for_prompt()
+    assert text.startswith(
+        "So far this run made 2 LLM calls costing $1.0000 ($1.0000 in the last 10 minutes), plus 1 of unknown cost."
+    )
+    assert (
+        "Latency p50 1.5s, p90 1.9s." in text
+        and "0% of prompt tokens were served from cache." in text
+    )
+
+
+def test_fired_policies_are_counted(clock):
+    policy = "version: 1\npolicies:\n  - name: loop\n    when: {metric: repeated_prompt, last: 10, above: 1}\n    cooldown: 0s\n    then: [alert]\n"
+    with agentmeter.Meter(db=":memory:", clock=clock, pricing=PRICES, policies=policy) as meter:
+        run = meter.run("r")
+        for _ in range(2):
+            run.record(model="m", usage=Usage(input_tokens=1), latency_ms=1, prompt_hash="same")
+        run.decide(model="m")
+        assert run.stats().fired == {"loop -> alert": 1}
+        assert "Policies acted: loop -> alert." in run.summary_for_prompt()
