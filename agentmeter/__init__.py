@@ -30,6 +30,7 @@ from .meter import Meter
 from .normalize import normalize_usage
 from .pricing import PriceTable, compute_cost
 from .run import Call, CallRecord, Run
+from .stats import RunStats
 from .usage import Usage
 
 __version__ = "0.1.0"
