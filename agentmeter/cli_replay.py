@@ -38,11 +38,13 @@ def register(cli: click.Group) -> None:
     def replay_command(
         run: str, policies: str, pricing: str | None, as_json: bool, limit: int, db_path: str | None
     ) -> None:
-        """What-if: replay run RUN under other policies (or prices); show what would differ and cost.
+        """What-if: replay a run under other policies or prices.
 
-        RUN is a run id, a unique prefix of one, or 'last'.
+        Shows which decisions would fire or not, and what run RUN would have cost. RUN is a run
+        id, a unique prefix of one, or 'last'.
         """
-        from .replay import print_replay, replay, resolve_run_id
+        from .query import resolve_run_id
+        from .replay import print_replay, replay
 
         conn = open_readonly(db_path)
         try:
@@ -66,9 +68,13 @@ def register(cli: click.Group) -> None:
     )
     @db_option
     def postmortem(run: str, html_path: Path, db_path: str | None) -> None:
-        """Write a self-contained HTML post-mortem of run RUN: timeline, decisions, per-model table."""
+        """Write a run's post-mortem as one self-contained HTML file.
+
+        A timeline of run RUN (latency, time to first token, cumulative spend, the model used),
+        every decision with its reason, and a per-model table. No script, nothing fetched.
+        """
         from .html_report import write_html_report
-        from .replay import resolve_run_id
+        from .query import resolve_run_id
 
         conn = open_readonly(db_path)
         try:
@@ -87,7 +93,10 @@ def register(cli: click.Group) -> None:
     )
     @db_option
     def prune_command(before: str, db_path: str | None) -> None:
-        """Delete captured prompts and responses older than AGE; calls, decisions and runs stay."""
+        """Delete captured content older than AGE (telemetry stays).
+
+        Prompts and responses recorded by content capture go; calls, decisions and runs stay.
+        """
         from .content import prune
         from .meter import resolve_db_path
         from .recorder import connect

@@ -339,9 +339,8 @@ class Recorder:
     def _degrade(self, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
         self.health.last_error = message
-        if not self.health.degraded:
-            self.health.degraded = True
-            self._conn_reset()
+        self.health.degraded = True
+        self._conn_reset()  # the next try reconnects (a directory may be back, a file replaced)
         if not self._warned:
             self._warned = True
             text = (

@@ -32,7 +32,7 @@ import os
 import sqlite3
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,6 @@ __all__ = [
     "open_db",
     "print_replay",
     "replay",
-    "resolve_run_id",
 ]
 
 # Rows that record an act (a compaction done), not a policy's decision.
@@ -87,17 +86,7 @@ class ReplayDecision:
         return (self.step, self.policy, self.action, self.transition)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "ts": self.ts,
-            "policy": self.policy,
-            "action": self.action,
-            "transition": self.transition,
-            "reason": self.reason,
-            "metric": self.metric,
-            "value": self.value,
-            "threshold": self.threshold,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,34 +188,6 @@ def open_db(
         conn.close()
         raise ReplayError(f"{path} is not an agentmeter flight recorder ({exc})") from None
     return conn, True
-
-
-def resolve_run_id(conn: sqlite3.Connection, text: str) -> str:
-    """The run id ``text`` names: an exact id, a unique prefix, or ``last`` (the newest run)."""
-    if text in ("last", "latest"):
-        row = conn.execute(
-            "SELECT run_id FROM agentmeter_runs ORDER BY started_at DESC LIMIT 1"
-        ).fetchone()
-        if row is None:
-            raise ReplayError("the flight recorder has no runs yet")
-        return str(row[0])
-    if conn.execute("SELECT 1 FROM agentmeter_runs WHERE run_id = ?", (text,)).fetchone():
-        return text
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    rows = conn.execute(
-        "SELECT run_id FROM agentmeter_runs WHERE run_id LIKE ? ESCAPE '\\' LIMIT 6",
-        (escaped + "%",),
-    ).fetchall()
-    if len(rows) == 1:
-        return str(rows[0][0])
-    if rows:
-        listed = ", ".join(r[0] for r in rows[:5])
-        raise ReplayError(
-            f"run id {text!r} is ambiguous: it starts {listed}{'...' if len(rows) > 5 else ''}"
-        )
-    if conn.execute("SELECT 1 FROM agentmeter_calls WHERE run_id = ? LIMIT 1", (text,)).fetchone():
-        return text  # calls whose run row was never written (a killed process)
-    raise ReplayError(f"no run {text!r} in the flight recorder (list them with: agentmeter runs)")
 
 
 def load_pricing(

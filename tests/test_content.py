@@ -18,10 +18,12 @@ from agentmeter.content import (
     CONTENT_COLUMNS,
     CONTENT_INSERT_SQL,
     content_rows,
+    plain_bodies,
     prune,
     redact,
     redact_value,
     replay_run,
+    rows_from_bodies,
 )
 from agentmeter.migrations import migrate
 from agentmeter.recorder import connect
@@ -285,6 +287,15 @@ def test_content_rows_are_redacted_json_in_column_order():
         json.loads(rows[1][4])["choices"][0]["message"]["content"]
         == "Sure, I emailed [REDACTED:email]."
     )
+
+
+def test_bodies_copied_on_the_agent_thread_give_the_same_rows_later():
+    request = _request()
+    bodies = plain_bodies(request, _response("done"))
+    request["messages"].append({"role": "user", "content": "added after the call"})
+    rows = rows_from_bodies("r1", 3, NOW, *bodies)
+    assert rows == content_rows("r1", 3, NOW, _request(), _response("done"))
+    assert "added after the call" not in rows[0][4]
 
 
 def test_a_failed_call_has_a_request_row_only():

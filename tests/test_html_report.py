@@ -241,9 +241,8 @@ def test_cli_postmortem_unknown_run_is_one_line(report, tmp_path):
         cli, ["postmortem", "nope", "--html", str(tmp_path / "x.html"), "--db", report["db"]]
     )
     assert result.exit_code == 1
-    assert (
-        result.output
-        == "Error: no run 'nope' in the flight recorder (list them with: agentmeter runs)\n"
+    assert result.output == (
+        "Error: no recorded run has an id starting with 'nope' (see `agentmeter runs`)\n"
     )
 
 
