@@ -27,7 +27,8 @@ class Fired:
     ``transition`` is ``fire`` (just breached), ``active`` (still breached or not yet recovered),
     ``recover`` (back under its recovery level: its stateful actions are lifted) or ``warn``
     (crossed its warn level). ``value`` and ``threshold`` are in the metric's display unit (USD,
-    ms, tokens, ratio); ``reason`` says it in one line.
+    ms, tokens, ratio; a robust z-score for ``anomaly``); ``reason`` says it in one line (built
+    when read, so a decision that nobody prints costs no formatting).
     """
 
     policy: str
@@ -38,8 +39,31 @@ class Fired:
     action: str
     scope: str
     transition: str = "fire"
-    reason: str = ""
+    window: str = ""
+    above: bool = True
+    note: str = ""
+    warn_at: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        """One line: the measurement, the threshold, the scope and the action."""
+        if self.note:
+            return self.note
+        from .policy.format import format_value
+
+        value = format_value(self.metric, self.value, self.stat)
+        threshold = format_value(self.metric, self.threshold, self.stat)
+        measured = f"{self.metric} {self.stat} over {self.window} = {value}"
+        if self.transition == "recover":
+            return f"{self.policy}: recovered, {measured} (threshold {threshold}, {self.scope})"
+        if self.transition == "warn":
+            return (
+                f"{self.policy}: {measured} >= warn at {self.warn_at or 0:.0%} of {threshold} "
+                f"({self.scope}) -> warn"
+            )
+        op = ">" if self.above else "<"
+        return f"{self.policy}: {measured} {op} {threshold} ({self.scope}) -> {self.action}"
 
 
 @dataclass(frozen=True, slots=True)

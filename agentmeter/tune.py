@@ -33,7 +33,7 @@ import re
 import sqlite3
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,15 @@ from .policy.metrics import METRICS
 from .policy.spec import PolicyRule, PolicySet, Threshold, load_policies, parse_policies
 from .query import _tag_path, _tag_text, exact_quantiles, jsonable, list_runs
 
-__all__ = ["ModelStats", "ReplayCheck", "RoutingMix", "ThresholdProposal", "TuneResult", "tune"]
+__all__ = [
+    "ModelStats",
+    "PolicyReplay",
+    "ReplayCheck",
+    "RoutingMix",
+    "ThresholdProposal",
+    "TuneResult",
+    "tune",
+]
 
 _LATENCY = ("latency_ms", "ttft_ms")
 _SUMS = (
@@ -78,9 +86,6 @@ class ThresholdProposal:
     n: int = 0
     recover_below: tuple[float, float] | None = None  # (current, proposed), when scaled
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True, slots=True)
 class ModelStats:
@@ -94,9 +99,6 @@ class ModelStats:
     error_rate: float
     eligible: bool
     reason: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +118,16 @@ class RoutingMix:
     latency_p90_target_ms: float | None
     max_error_rate: float | None
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+@dataclass(frozen=True, slots=True)
+class PolicyReplay:
+    """What one policy set would have done over the replayed runs."""
+
+    cost_usd: Decimal
+    decisions: int
+    by_policy: dict[str, int]
+    halted_runs: int
+    calls_not_made: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,38 +136,19 @@ class ReplayCheck:
 
     runs: int
     recorded_cost_usd: Decimal
-    cost_usd: dict[str, Decimal]  # "current" / "proposed" -> counterfactual cost
-    decisions: dict[str, int]
-    by_policy: dict[str, dict[str, int]]
-    halted_runs: dict[str, int]
-    calls_not_made: dict[str, int]
+    current: PolicyReplay
+    proposed: PolicyReplay
     notes: tuple[str, ...] = ()
 
     def summary(self) -> str:
-        cur, new = self.cost_usd["current"], self.cost_usd["proposed"]
+        """One line: the recorded cost, then each policy set's cost, decisions and halts."""
+        cur, new = self.current, self.proposed
         return (
             f"replayed {self.runs} run(s) (recorded ${self.recorded_cost_usd:.4f}): current "
-            f"policies ${cur:.4f} with {self.decisions['current']} decision(s), "
-            f"{self.halted_runs['current']} halted; proposed ${new:.4f} with "
-            f"{self.decisions['proposed']} decision(s), {self.halted_runs['proposed']} halted"
+            f"policies ${cur.cost_usd:.4f} with {cur.decisions} decision(s), {cur.halted_runs} "
+            f"halted; proposed ${new.cost_usd:.4f} with {new.decisions} decision(s), "
+            f"{new.halted_runs} halted"
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "runs": self.runs,
-            "recorded_cost_usd": self.recorded_cost_usd,
-            **{
-                side: {
-                    "cost_usd": self.cost_usd[side],
-                    "decisions": self.decisions[side],
-                    "by_policy": self.by_policy[side],
-                    "halted_runs": self.halted_runs[side],
-                    "calls_not_made": self.calls_not_made[side],
-                }
-                for side in ("current", "proposed")
-            },
-            "notes": list(self.notes),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +175,11 @@ class TuneResult:
                 "policies": self.policies,
                 **self.settings,
                 "changed": self.changed,
-                "proposals": [p.as_dict() for p in self.proposals],
-                "routing": [m.as_dict() for m in self.mixes],
+                "proposals": [asdict(p) for p in self.proposals],
+                "routing": [asdict(m) for m in self.mixes],
                 "diff": self.diff,
                 "proposed_yaml": self.proposed_yaml,
-                "replay": None if self.replay is None else self.replay.as_dict(),
+                "replay": None if self.replay is None else asdict(self.replay),
                 "notes": list(self.notes),
             }
         )
@@ -216,22 +207,8 @@ def _load_calls(conn: sqlite3.Connection, since_s: float | None, now: float) -> 
         params.append(now - since_s)
     tag_cache: dict[str, dict[str, Any]] = {}
     calls = []
-    for (
-        run_id,
-        ts,
-        model,
-        cost,
-        status,
-        lat,
-        ttft,
-        inp,
-        out,
-        cr,
-        cw,
-        rs,
-        usage,
-        tags,
-    ) in conn.execute(sql + " ORDER BY ts, id", params):
+    for row in conn.execute(sql + " ORDER BY ts, id", params):
+        run_id, ts, model, cost, status, lat, ttft, inp, out, cr, cw, rs, usage, tags = row
         parsed = tag_cache.get(tags)
         if parsed is None:
             try:
@@ -284,6 +261,8 @@ def _window_sums(calls: Iterable[_Call], cond: Threshold) -> tuple[list[float], 
             series.setdefault(key, []).append(call)
     sums: list[float] = []
     spec = cond.spec
+    if spec is None:
+        raise ValueError("a windowed sum needs a window")
     for items in series.values():
         window: deque[tuple[float, float]] = deque()
         total = 0.0
@@ -314,71 +293,99 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:g}"
 
 
+def _latency_tail(
+    cond: Threshold, calls: list[_Call], q: float, min_calls: int
+) -> tuple[float, int, str] | str:
+    """The highest per-model quantile of the latency (with n and basis), or why there is none."""
+    per_model: dict[str, list[float]] = {}
+    for call in calls:
+        value = getattr(call, cond.metric)
+        if call.ok and value is not None and call.model is not None:
+            per_model.setdefault(call.model, []).append(value)
+    tails = [
+        (exact_quantiles(values, (q,))[0] or 0.0, len(values), model)
+        for model, values in per_model.items()
+        if len(values) >= min_calls
+    ]
+    if not tails:
+        return f"kept: no model has {min_calls} successful calls with a {cond.metric}"
+    tail, n, model = max(tails)
+    return (
+        tail,
+        n,
+        (
+            f"p{q * 100:g} of {n:,} successful calls on {model} ({_fmt(tail, 'ms')}, the highest of "
+            f"{len(tails)} model(s) with >= {min_calls} calls)"
+        ),
+    )
+
+
+def _sum_tail(
+    cond: Threshold, calls: list[_Call], q: float, min_calls: int
+) -> tuple[float, int, str] | str:
+    """The quantile of the windowed sum (with n and basis), or why there is none."""
+    sums, keys = _window_sums(calls, cond)
+    if len(sums) < min_calls:
+        return f"kept: {len(sums)} measurement(s) of the window, fewer than {min_calls}"
+    tail = exact_quantiles(sums, (q,))[0] or 0.0
+    window = cond.spec.describe() if cond.spec is not None else ""
+    return (
+        tail,
+        len(sums),
+        (
+            f"p{q * 100:g} of the {window} {cond.metric} sum per {cond.scope}, measured at each of "
+            f"{len(sums):,} calls of {keys:,} {_KEYS.get(cond.scope, 'tag value')}(s) "
+            f"({_fmt(tail, METRICS[cond.metric].unit)})"
+        ),
+    )
+
+
 def _propose(
     rule: PolicyRule, index: int, cond: Threshold, calls: list[_Call], q: float, margin: float,
     min_calls: int,
 ) -> ThresholdProposal:  # fmt: skip
     unit = METRICS[cond.metric].unit
-    base = {
-        "policy": rule.name,
-        "condition": index,
-        "metric": cond.metric,
-        "stat": cond.stat,
-        "window": None if cond.spec is None else cond.spec.describe(),
-        "scope": cond.scope,
-        "unit": unit,
-        "current": cond.threshold,
-    }
-    label = f"p{q * 100:g}"
-
-    def kept(why: str, n: int = 0) -> ThresholdProposal:
-        return ThresholdProposal(**base, proposed=None, status="kept", basis=why, n=n)
-
+    kept = ThresholdProposal(
+        policy=rule.name,
+        condition=index,
+        metric=cond.metric,
+        stat=cond.stat,
+        window=None if cond.spec is None else cond.spec.describe(),
+        scope=cond.scope,
+        unit=unit,
+        current=cond.threshold,
+        proposed=None,
+        status="kept",
+        basis="",
+    )
+    found: tuple[float, int, str] | str
     if not cond.above:
-        return kept("a 'below' threshold is kept as written")
-    if cond.threshold == 0:
-        return kept("a zero threshold is a rule, not a statistic: kept")
-    if cond.metric in _LATENCY:
-        per_model: dict[str, list[float]] = {}
-        for call in calls:
-            value = getattr(call, cond.metric)
-            if call.ok and value is not None and call.model is not None:
-                per_model.setdefault(call.model, []).append(value)
-        tails = [
-            (exact_quantiles(values, (q,))[0] or 0.0, len(values), model)
-            for model, values in per_model.items()
-            if len(values) >= min_calls
-        ]
-        if not tails:
-            return kept(f"kept: no model has {min_calls} successful calls with a {cond.metric}")
-        tail, n, model = max(tails)
-        basis = (
-            f"{label} of {n:,} successful calls on {model} ({_fmt(tail, unit)}, the highest of "
-            f"{len(tails)} model(s) with >= {min_calls} calls) x {margin:g}"
-        )
+        found = "kept: a 'below' threshold is not tuned"
+    elif cond.threshold == 0:
+        found = "kept: a zero threshold is a rule, not a statistic"
+    elif cond.metric in _LATENCY:
+        found = _latency_tail(cond, calls, q, min_calls)
     elif cond.stat == "sum" and cond.metric in _SUMS and cond.spec is not None:
-        sums, keys = _window_sums(calls, cond)
-        n = len(sums)
-        if n < min_calls:
-            return kept(f"kept: {n} measurement(s) of the window, fewer than {min_calls}", n)
-        tail = exact_quantiles(sums, (q,))[0] or 0.0
-        basis = (
-            f"{label} of the {cond.spec.describe()} {cond.metric} sum per {cond.scope}, measured at "
-            f"each of {n:,} calls of {keys:,} {_KEYS.get(cond.scope, 'tag value')}(s) "
-            f"({_fmt(tail, unit)}) x {margin:g}"
-        )
+        found = _sum_tail(cond, calls, q, min_calls)
     else:
-        return kept(f"kept: {cond.metric} {cond.stat} is not tuned from history")
+        found = f"kept: {cond.metric} {cond.stat} is not tuned from history"
+    if isinstance(found, str):
+        return replace(kept, basis=found)
+    tail, n, basis = found
     proposed = _round_up(tail * margin, unit)
     if proposed <= 0:
-        return kept(f"kept: the observed {label} is zero ({n:,} measurements)", n)
+        return replace(kept, basis=f"kept: the observed value is zero ({basis})", n=n)
     recover = None
     if index == 0 and rule.recover_level is not None and proposed != cond.threshold:
         ratio = rule.recover_level / cond.threshold
         recover = (rule.recover_level, _round_up(proposed * ratio, unit))
-    status = "unchanged" if proposed == cond.threshold else "changed"
-    return ThresholdProposal(
-        **base, proposed=proposed, status=status, basis=basis, n=n, recover_below=recover
+    return replace(
+        kept,
+        proposed=proposed,
+        status="unchanged" if proposed == cond.threshold else "changed",
+        basis=f"{basis} x {margin:g}",
+        n=n,
+        recover_below=recover,
     )
 
 
@@ -401,39 +408,47 @@ def _plain(value: Any) -> Any:
 
 def _edits(
     policy_set: PolicySet, proposals: Iterable[ThresholdProposal]
-) -> list[tuple[Any, str, Any]]:
-    """``(mapping in the YAML document, key, new value)`` for every changed threshold."""
-    items = {
-        p.get("name"): p for p in policy_set.document.get("policies") or [] if isinstance(p, dict)
-    }
-    edits = []
+) -> list[tuple[tuple[Any, ...], str, Any]]:
+    """``(path of a mapping in the YAML document, key, new value)`` per changed threshold."""
+    items = policy_set.document.get("policies") or []
+    index = {p.get("name"): i for i, p in enumerate(items) if isinstance(p, dict)}
+    edits: list[tuple[tuple[Any, ...], str, Any]] = []
     for p in proposals:
         if p.status != "changed" or p.proposed is None:
             continue
-        item = items[p.policy]
-        when = item["when"]
-        leaf = when if "metric" in when else (when.get("any") or when.get("all"))[p.condition]
-        edits.append((leaf, "above", _yaml_value(p.proposed, p.unit)))
+        item = ("policies", index[p.policy])
+        when = items[index[p.policy]]["when"]
+        form = () if "metric" in when else ("any" if "any" in when else "all", p.condition)
+        edits.append(((*item, "when", *form), "above", _yaml_value(p.proposed, p.unit)))
         if p.recover_below is not None:
             edits.append((item, "recover_below", _yaml_value(p.recover_below[1], p.unit)))
     return edits
 
 
+def _at(document: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        document = document[part]
+    return document
+
+
 _SCALAR = r"(\b{key}\s*:\s*)(\"[^\"\n]*\"|'[^'\n]*'|[^,}}\]\s#]+)"
 
 
-def _edit_text(text: str, edits: list[tuple[Any, str, Any]]) -> str | None:
+def _edit_text(
+    text: str, document: Any, edits: list[tuple[tuple[Any, ...], str, Any]]
+) -> str | None:
     """The file with each value replaced on its own line (comments kept); None if ambiguous."""
     lines = text.splitlines(keepends=True)
-    for mapping, key, value in edits:
-        line = getattr(mapping, "key_lines", {}).get(key)
+    for path, key, value in edits:
+        line = getattr(_at(document, path), "key_lines", {}).get(key)
         if line is None or line > len(lines):
             return None
-        pattern = re.compile(_SCALAR.format(key=re.escape(key)))
-        if len(pattern.findall(lines[line - 1])) != 1:
+        found = list(re.finditer(_SCALAR.format(key=re.escape(key)), lines[line - 1]))
+        if len(found) != 1:
             return None
         literal = json.dumps(value) if isinstance(value, str) else str(value)
-        lines[line - 1] = pattern.sub(lambda m, new=literal: m.group(1) + new, lines[line - 1])
+        old, (start, end) = lines[line - 1], found[0].span(2)
+        lines[line - 1] = old[:start] + literal + old[end:]
     return "".join(lines)
 
 
@@ -453,31 +468,15 @@ def _proposed_yaml(policies: Any, policy_set: PolicySet, proposals: list[Thresho
     if not edits and text is not None:
         return text
     document = _plain(policy_set.document)
-    for mapping, key, value in edits:  # the same mappings, found in the copy by their place
-        _find(policy_set.document, document, mapping)[key] = value
+    for path, key, value in edits:
+        _at(document, path)[key] = value
     dumped = yaml.safe_dump(document, sort_keys=False, width=100, allow_unicode=True)
-    edited = _edit_text(text, edits) if text is not None else None
+    edited = _edit_text(text, policy_set.document, edits) if text is not None else None
     if edited is not None and _normalized(parse_policies(edited)) == _normalized(
         parse_policies(dumped)
     ):
         return edited
     return dumped
-
-
-def _find(original: Any, copy: Any, target: Any) -> Any:
-    """The mapping of ``copy`` at the place where ``original`` holds ``target``."""
-    if original is target:
-        return copy
-    children: Iterable[tuple[Any, Any]] = ()
-    if isinstance(original, dict):
-        children = ((original[k], copy[str(k)]) for k in original)
-    elif isinstance(original, list):
-        children = zip(original, copy, strict=True)
-    for a, b in children:
-        found = _find(a, b, target)
-        if found is not None:
-            return found
-    return None
 
 
 def _normalized(policy_set: PolicySet) -> str:
@@ -524,67 +523,59 @@ def _mix(
         if reason is None:
             eligible.append(stats)
     total = sum(len(v) for v in groups.values()) or 1
-    current = {m: len(v) / total for m, v in sorted(groups.items())}
-    all_cost = [sum(c[0] for c in costs.values()), sum(c[1] for c in costs.values())]
-    result = {
-        "task": task,
-        "models": tuple(models),
-        "current_shares": current,
-        "current_cost_per_call_usd": _mean_usd(*all_cost),
-        "latency_p90_target_ms": latency_p90_ms,
-        "max_error_rate": max_error_rate,
-    }
-    empty = {"shares": {}, "expected_cost_per_call_usd": None, "expected_p90_latency_ms": None}
+    mix = RoutingMix(
+        task=task,
+        status="no eligible models",
+        message=f"no model has {min_calls} calls with a known cost in this task",
+        models=tuple(models),
+        shares={},
+        current_shares={m: len(v) / total for m, v in sorted(groups.items())},
+        expected_cost_per_call_usd=None,
+        current_cost_per_call_usd=_mean_usd(
+            sum(c[0] for c in costs.values()), sum(c[1] for c in costs.values())
+        ),
+        expected_p90_latency_ms=None,
+        expected_error_rate=None,
+        latency_p90_target_ms=latency_p90_ms,
+        max_error_rate=max_error_rate,
+    )
     if not eligible:
-        return RoutingMix(
-            **result, **empty, status="no eligible models", expected_error_rate=None,
-            message=f"no model has {min_calls} calls with a known cost in this task",
-        )  # fmt: skip
+        return mix
     from scipy.optimize import linprog
 
     c = [costs[m.model][0] / costs[m.model][1] for m in eligible]
-    rows, bounds, names = [], [], []
+    rows, bounds = [], []
     if latency_p90_ms is not None:
         rows.append([m.p90_latency_ms or 0.0 for m in eligible])
         bounds.append(latency_p90_ms)
-        names.append("latency")
     if max_error_rate is not None:
         rows.append([m.error_rate for m in eligible])
         bounds.append(max_error_rate)
-        names.append("errors")
     solution = linprog(
         c, A_ub=rows or None, b_ub=bounds or None, A_eq=[[1.0] * len(eligible)], b_eq=[1.0],
         bounds=[(0.0, 1.0)] * len(eligible), method="highs",
     )  # fmt: skip
+    if solution.status == 2:
+        return replace(
+            mix, status="infeasible", message=_infeasible(eligible, latency_p90_ms, max_error_rate)
+        )
     if solution.status != 0:
-        status = "infeasible" if solution.status == 2 else "error"
-        message = (
-            _infeasible(eligible, latency_p90_ms, max_error_rate)
-            if status == "infeasible"
-            else f"the solver stopped: {solution.message}"
-        )
-        return RoutingMix(
-            **result, **empty, status=status, message=message, expected_error_rate=None
-        )
-    shares = {
-        m.model: 0.0 if x < 1e-9 else float(x) for m, x in zip(eligible, solution.x, strict=True)
-    }
-    norm = sum(shares.values())
-    shares = {m: s / norm for m, s in shares.items()}
-    expected_nano = sum(shares[m.model] * cost for m, cost in zip(eligible, c, strict=True))
-    p90 = sum(shares[m.model] * (m.p90_latency_ms or 0.0) for m in eligible)
-    errors = sum(shares[m.model] * m.error_rate for m in eligible)
-    chosen = ", ".join(f"{m} {s:.0%}" for m, s in shares.items() if s > 0)
-    return RoutingMix(
-        **result,
+        return replace(mix, status="error", message=f"the solver stopped: {solution.message}")
+    x = [0.0 if v < 1e-9 else float(v) for v in solution.x]
+    shares = {m.model: v / sum(x) for m, v in zip(eligible, x, strict=True)}
+    p90s = [m.p90_latency_ms for m in eligible]
+    return replace(
+        mix,
         status="optimal",
-        message=f"route {chosen}",
+        message="route " + ", ".join(f"{m} {s:.0%}" for m, s in shares.items() if s > 0),
         shares=shares,
-        expected_cost_per_call_usd=_mean_usd(round(expected_nano * 1000), 1000),
-        expected_p90_latency_ms=p90
-        if any(m.p90_latency_ms is not None for m in eligible)
-        else None,
-        expected_error_rate=errors,
+        expected_cost_per_call_usd=_mean_usd(
+            round(sum(s * cost for s, cost in zip(shares.values(), c, strict=True)) * 1000), 1000
+        ),
+        expected_p90_latency_ms=None
+        if None in p90s
+        else sum(s * (p or 0.0) for s, p in zip(shares.values(), p90s, strict=True)),
+        expected_error_rate=sum(shares[m.model] * m.error_rate for m in eligible),
     )
 
 
@@ -622,40 +613,28 @@ def _mean_usd(total_nano: int, n: int) -> Decimal | None:
 
 # -- replay check --------------------------------------------------------------------------------
 def _replay_check(
-    conn: sqlite3.Connection, run_ids: list[str], sets: dict[str, PolicySet]
+    conn: sqlite3.Connection, run_ids: list[str], current: PolicySet, proposed: PolicySet
 ) -> ReplayCheck:
     from .replay import replay
 
-    recorded = Decimal(0)
-    cost = {side: Decimal(0) for side in sets}
-    decisions = dict.fromkeys(sets, 0)
-    by_policy: dict[str, Counter[str]] = {side: Counter() for side in sets}
-    halted, not_made = dict.fromkeys(sets, 0), dict.fromkeys(sets, 0)
-    notes, done = [], 0
+    recorded, done, notes = Decimal(0), 0, []
+    totals: list[list[Any]] = [[Decimal(0), 0, Counter(), 0, 0] for _ in range(2)]
     for run_id in run_ids:
         try:
-            results = {side: replay(conn, run_id, policies=ps) for side, ps in sets.items()}
+            results = [replay(conn, run_id, policies=ps) for ps in (current, proposed)]
         except ReplayError as exc:
             notes.append(f"run {run_id} not replayed: {exc}")
             continue
         done += 1
-        recorded += results["current"].recorded_cost
-        for side, r in results.items():
-            cost[side] += r.counterfactual_cost
-            decisions[side] += len(r.decisions)
-            by_policy[side].update(d.policy for d in r.decisions)
-            halted[side] += r.halted_at_step is not None
-            not_made[side] += r.calls_not_made
-    return ReplayCheck(
-        runs=done,
-        recorded_cost_usd=recorded,
-        cost_usd=cost,
-        decisions=decisions,
-        by_policy={side: dict(sorted(c.items())) for side, c in by_policy.items()},
-        halted_runs=halted,
-        calls_not_made=not_made,
-        notes=tuple(notes),
-    )
+        recorded += results[0].recorded_cost
+        for total, r in zip(totals, results, strict=True):
+            total[0] += r.counterfactual_cost
+            total[1] += len(r.decisions)
+            total[2].update(d.policy for d in r.decisions)
+            total[3] += r.halted_at_step is not None
+            total[4] += r.calls_not_made
+    sides = [PolicyReplay(t[0], t[1], dict(sorted(t[2].items())), t[3], t[4]) for t in totals]
+    return ReplayCheck(done, recorded, sides[0], sides[1], tuple(notes))
 
 
 # -- tune ------------------------------------------------------------------------------------------
@@ -730,7 +709,7 @@ def tune(
     check = None
     if replay_runs:
         run_ids = [r["run_id"] for r in list_runs(conn, since_s=since_s, limit=replay_runs, now=at)]
-        check = _replay_check(conn, run_ids, {"current": policy_set, "proposed": proposed_set})
+        check = _replay_check(conn, run_ids, policy_set, proposed_set)
     return TuneResult(
         policies=policy_set.source,
         proposals=tuple(proposals),

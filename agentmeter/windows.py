@@ -15,6 +15,7 @@ import math
 from bisect import bisect_left, insort
 from collections import Counter, deque
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["QUANTILES", "STATS", "Window", "WindowSpec", "quantile_of_sorted", "robust_z"]
 
@@ -84,19 +85,25 @@ def robust_z(sorted_values: list[float], x: float | None) -> float:
 class Window:
     """Samples ``(ts, value)`` of one metric in one scope, with the statistics a policy asks for.
 
-    ``sorted_values`` is kept only when a quantile is needed (``keep_sorted``), the monotonic max
-    queue only when ``max``/``min`` is, and a multiplicity counter only for ``keep_counts``
-    (repeated prompts). ``reserved`` holds budget reserved by in-flight calls (hard caps).
+    Samples live in parallel lists with a moving head (amortized O(1) append and drop, and random
+    access for binary search). ``_cum`` holds the running sum at each sample, so the exact time at
+    which a sum drops to a level is a binary search, not a scan. ``_sorted`` is kept only when a
+    quantile is needed (``keep_sorted``), the monotonic max/min queues only for ``max``/``min``,
+    and a multiplicity counter only for ``keep_counts`` (repeated prompts). ``reserved`` holds
+    budget reserved by in-flight calls (hard caps).
     """
 
     __slots__ = (
-        "_added",
         "_counts",
+        "_cum",
         "_dropped",
+        "_dropped_sum",
+        "_head",
         "_max",
         "_min",
-        "_samples",
         "_sorted",
+        "_ts",
+        "_values",
         "count_limit",
         "last",
         "reserved",
@@ -114,13 +121,16 @@ class Window:
     ) -> None:
         self.seconds = spec.seconds
         self.count_limit = spec.count
-        self._samples: deque[tuple[float, float]] = deque()
+        self._ts: list[float] = []
+        self._values: list[Any] = []
+        self._cum: list[float] = []
+        self._head = 0
+        self._dropped = 0  # samples dropped since the window was made (numbers the samples)
+        self._dropped_sum: float = 0
         self._sorted: list[float] | None = [] if keep_sorted else None
         # Monotonic queues of (sample number, value): the head is the extreme of the window.
         self._max: deque[tuple[int, float]] | None = deque() if keep_extremes else None
         self._min: deque[tuple[int, float]] | None = deque() if keep_extremes else None
-        self._added = 0
-        self._dropped = 0
         self._counts: Counter[object] | None = Counter() if keep_counts else None
         self.total: float = 0
         self.last: float | None = None
@@ -129,14 +139,15 @@ class Window:
     # -- updates ---------------------------------------------------------------------------
     def add(self, ts: float, value: float) -> None:
         """Append a sample (samples arrive in non-decreasing ``ts`` order per window)."""
-        samples = self._samples
-        samples.append((ts, value))
+        self._ts.append(ts)
+        self._values.append(value)
         self.total += value
+        self._cum.append(self._dropped_sum + self.total)
         self.last = value
         if self._sorted is not None:
             insort(self._sorted, value)
         if self._max is not None and self._min is not None:
-            number = self._added
+            number = self._dropped + len(self._ts) - self._head - 1
             mx = self._max
             while mx and mx[-1][1] <= value:
                 mx.pop()
@@ -145,62 +156,78 @@ class Window:
             while mn and mn[-1][1] >= value:
                 mn.pop()
             mn.append((number, value))
-        self._added += 1
-        if self.count_limit is not None and len(samples) > self.count_limit:
+        if self.count_limit is not None and len(self._ts) - self._head > self.count_limit:
             self._drop_oldest()
 
     def add_key(self, ts: float, key: object) -> None:
         """Append a keyed sample (value 1) for multiplicity queries: repeated prompt hashes."""
-        self._samples.append((ts, key))  # type: ignore[arg-type]
+        self._ts.append(ts)
+        self._values.append(key)
+        self._cum.append(0)
         if self._counts is not None:
             self._counts[key] += 1
         self.total += 1
-        if self.count_limit is not None and len(self._samples) > self.count_limit:
-            self._drop_oldest_key()
+        if self.count_limit is not None and len(self._ts) - self._head > self.count_limit:
+            self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        _, value = self._samples.popleft()
+        head = self._head
+        value = self._values[head]
         number = self._dropped
         self._dropped += 1
-        self.total -= value
-        if self._sorted is not None:
-            del self._sorted[bisect_left(self._sorted, value)]
-        if self._max is not None and self._max[0][0] == number:
-            self._max.popleft()
-        if self._min is not None and self._min[0][0] == number:
-            self._min.popleft()
-
-    def _drop_oldest_key(self) -> None:
-        _, key = self._samples.popleft()
-        self.total -= 1
+        self._head = head + 1
         if self._counts is not None:
-            remaining = self._counts[key] - 1
+            self.total -= 1
+            remaining = self._counts[value] - 1
             if remaining:
-                self._counts[key] = remaining
+                self._counts[value] = remaining
             else:
-                del self._counts[key]
+                del self._counts[value]
+        else:
+            self.total -= value
+            self._dropped_sum += value
+            if self._sorted is not None:
+                del self._sorted[bisect_left(self._sorted, value)]
+            if self._max is not None and self._max[0][0] == number:
+                self._max.popleft()
+            if self._min is not None and self._min[0][0] == number:
+                self._min.popleft()
+        if self._head > 512 and self._head * 2 > len(self._ts):
+            self._compact()
+
+    def _compact(self) -> None:
+        head = self._head
+        del self._ts[:head]
+        del self._values[:head]
+        del self._cum[:head]
+        self._head = 0
 
     def expire(self, now: float) -> None:
-        """Drop samples older than the time window (``ts <= now - seconds``)."""
-        if self.seconds is None:
-            return
+        """Drop samples older than the time window (a sample leaves at exactly ``ts + seconds``)."""
         seconds = self.seconds
-        samples = self._samples
-        drop = self._drop_oldest_key if self._counts is not None else self._drop_oldest
-        # A sample leaves at exactly ts + seconds (the same float the pause maths computes).
-        while samples and samples[0][0] + seconds <= now:
-            drop()
-        if not samples:
-            self.total = 0  # reset float drift when empty
+        if seconds is None:
+            return
+        ts = self._ts
+        while self._head < len(ts) and ts[self._head] + seconds <= now:
+            self._drop_oldest()
+        if self._head == len(ts) and ts:
+            self._compact()
+            if self._counts is None:
+                self.total = 0  # reset float drift when empty
 
     # -- queries ---------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._samples)
+        return len(self._ts) - self._head
+
+    def samples(self) -> list[tuple[float, Any]]:
+        """The window's samples, oldest first."""
+        head = self._head
+        return list(zip(self._ts[head:], self._values[head:], strict=True))
 
     def stat(self, name: str, now: float) -> float | None:
         """The statistic ``name`` over the window at ``now``; None when the window is empty."""
         self.expire(now)
-        n = len(self._samples)
+        n = len(self._ts) - self._head
         if name == "sum":
             return self.total
         if name == "count":
@@ -229,14 +256,15 @@ class Window:
     def _span_s(self, now: float) -> float:
         if self.seconds is not None:
             return self.seconds
-        first = self._samples[0][0]
-        return max(now - first, 1e-9)
+        return max(now - self._ts[self._head], 1e-9)
 
     def time_until_at_most(self, level: float, now: float) -> float | None:
         """Seconds from ``now`` until the window's sum (plus reservations) drops to ``level``.
 
-        Exact for time windows: samples leave at ``ts + seconds``, oldest first. None when waiting
-        cannot help (count windows, or the level is below what will remain).
+        Exact for time windows: samples leave at ``ts + seconds``, oldest first, so the answer is
+        the leaving time of the first sample whose running sum covers the excess (a binary search
+        over the running sums). None when waiting cannot help (count windows, or reservations
+        that outweigh everything the window will drop).
         """
         self.expire(now)
         excess = self.total + self.reserved - level
@@ -244,12 +272,12 @@ class Window:
             return 0.0
         if self.seconds is None:
             return None
-        for ts, value in self._samples:
-            excess -= value
-            if excess <= 0:
-                resume = ts + self.seconds
-                wait = max(0.0, resume - now)
-                while now + wait < resume:  # float rounding must never resume a hair early
-                    wait = math.nextafter(wait, math.inf)
-                return wait
-        return None
+        # Dropping samples head..i removes _cum[i] - _dropped_sum; find the first i that covers it.
+        i = bisect_left(self._cum, self._dropped_sum + excess, self._head)
+        if i >= len(self._ts):
+            return None
+        resume = self._ts[i] + self.seconds
+        wait = max(0.0, resume - now)
+        while now + wait < resume:  # float rounding must never resume a hair early
+            wait = math.nextafter(wait, math.inf)
+        return wait

@@ -263,7 +263,10 @@ def test_cli_compare_json(cheaper_db):
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert [a["arm"] for a in data["arms"]] == [data["baseline"], *[c["arm"] for c in data["comparisons"]]]
+    assert [a["arm"] for a in data["arms"]] == [
+        data["baseline"],
+        *[c["arm"] for c in data["comparisons"]],
+    ]
     (c,) = data["comparisons"]
     assert c["cost_per_run_significant"] is True
     assert data["verdicts"] == [c["verdict"]]
@@ -283,8 +286,14 @@ def test_cli_compare_table_ends_with_the_verdicts(cheaper_db):
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["--by", "day"], "Error: cannot compare by 'day'; choose one of model, requested_model, provider, tag:NAME"),
-        (["--by", "model", "--baseline", "nope"], "Error: no arm 'nope' when comparing by model; the arms are: model-a"),
+        (
+            ["--by", "day"],
+            "Error: cannot compare by 'day'; choose one of model, requested_model, provider, tag:NAME",
+        ),
+        (
+            ["--by", "model", "--baseline", "nope"],
+            "Error: no arm 'nope' when comparing by model; the arms are: model-a",
+        ),
     ],
     ids=["bad-by", "unknown-baseline"],
 )
@@ -295,6 +304,11 @@ def test_cli_compare_errors_are_one_line(same_db, args, line):
 
 
 def test_cli_compare_without_a_database(tmp_path):
-    result = CliRunner().invoke(CLI, ["compare", "--db", str(tmp_path / "none.db"), "--by", "model"])
+    result = CliRunner().invoke(
+        CLI, ["compare", "--db", str(tmp_path / "none.db"), "--by", "model"]
+    )
     assert result.exit_code == 1
-    assert result.stderr.strip() == f"Error: no flight recorder at {tmp_path / 'none.db'} (pass --db or set AGENTMETER_DB)"
+    assert (
+        result.stderr.strip()
+        == f"Error: no flight recorder at {tmp_path / 'none.db'} (pass --db or set AGENTMETER_DB)"
+    )

@@ -399,6 +399,41 @@ def test_the_otel_opt_in_variable_selects_the_development_schema(monkeypatch, ot
     assert exporter.semconv == semconv
 
 
+class _OldApiMeterProvider:
+    """A meter provider whose meters take no bucket advisory, as opentelemetry-api < 1.30."""
+
+    def __init__(self, provider):
+        self.provider = provider
+
+    def get_meter(self, name, version=None, schema_url=None, attributes=None):
+        meter = self.provider.get_meter(name, version, schema_url)
+
+        def create_histogram(name, unit="", description=""):
+            return meter.create_histogram(name, unit=unit, description=description)
+
+        return SimpleNamespace(
+            create_histogram=create_histogram, create_counter=meter.create_counter
+        )
+
+
+def test_an_api_without_bucket_advisory_still_gets_every_histogram(make_meter, otel):
+    meter = make_meter(pricing=PRICES)
+    export_to_otel(
+        meter,
+        tracer_provider=otel.tracer_provider,
+        meter_provider=_OldApiMeterProvider(otel.meter_provider),
+    )
+    with meter.run("task") as run:
+        run.record(model="claude-x", provider="anthropic", usage=CACHED, latency_ms=10.0, ts=TS)
+    assert meter.flush()
+    (point,) = metric(otel.reader, "gen_ai.client.operation.duration").data.data_points
+    assert (point.count, point.sum) == (1, 0.01)
+    assert {
+        p.attributes["gen_ai.token.type"]: p.sum
+        for p in metric(otel.reader, "gen_ai.client.token.usage").data.data_points
+    } == {"input": 2600, "output": 300}
+
+
 def test_an_unknown_semconv_is_a_config_error(otel):
     with pytest.raises(ConfigError, match=r"semconv must be '1\.41\.0'.*got '1\.2'"):
         OtelExporter(tracer_provider=otel.tracer_provider, semconv="1.2")

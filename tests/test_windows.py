@@ -83,12 +83,12 @@ def test_time_until_at_most_is_exact(data, level):
     wait = window.time_until_at_most(level, now)
     assert wait is not None  # every sample leaves a time window eventually
     clone = Window(spec)
-    for ts, value in list(window._samples):
+    for ts, value in window.samples():
         clone.add(ts, value)
     assert clone.stat("sum", now + wait) <= level
     if wait > 0:
         later = Window(spec)
-        for ts, value in list(window._samples):
+        for ts, value in window.samples():
             later.add(ts, value)
         assert later.stat("sum", now + wait - 1e-6) > level
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..decision import Compact, Decision, Fired
 from ..windows import QUANTILES, Window, WindowSpec
+from .format import format_value
 from .metrics import METRICS
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class Engine:
             kind: {} for kind in self._layout
         }
         self._states: dict[tuple[int, Any], _RuleState] = {}
+        self._compiled = _compile_rules(self.rules)
         self.hard_caps = any(rule.is_hard_cap for rule in self.rules)
         self.needs_prompt_tokens = self.hard_caps or any(
             c.stat == "next" for rule in self.rules for c in rule.conditions
@@ -201,64 +203,62 @@ class Engine:
         """Evaluate every rule for a call about to be made; reserve hard-cap budget if it proceeds."""
         fired: list[Fired] = []
         steps = 0
-        no_stream = False
-        halt = False
+        no_stream = halt = False
         pause_s = 0.0
         compact: Compact | None = None
-        caps: list[tuple[PolicyRule, Threshold, _Measure, str]] = []
+        caps: list[tuple[_Rule, _Cond, _Measure, Any]] = []
+        keys = {"run": run_id, "all": "", "model": model}
+        states = self._states
         with self._lock:
-            for index, rule in enumerate(self.rules):
-                outcome = self._evaluate(rule, now, model, run_id, tags, prompt_tokens)
+            for r in self._compiled:
+                outcome = self._evaluate(r, now, keys, tags, prompt_tokens)
                 if outcome is None:
                     continue
-                breached, recovered, lead, measure, scope_text = outcome
-                if rule.is_hard_cap:
-                    caps.append((rule, lead, measure, scope_text))
-                state_key = (index, _state_scope(lead.scope, run_id, model, tags))
-                state = self._states.get(state_key)
-                if state is None:
-                    state = self._states[state_key] = _RuleState()
-                stateful = any(
-                    a.kind in _STATEFUL or (a.kind == "pause" and a.pause_s is not None)
-                    for a in rule.actions
+                breached, recovered, lead, measure, key = outcome
+                if r.hard_cap:
+                    caps.append((r, lead, measure, key))
+                state_key = (
+                    r.index,
+                    (lead.t.scope, key) if lead.t.scope == "run" else (lead.t.scope, key, run_id),
                 )
+                state = states.get(state_key)
+                if state is None:
+                    state = states[state_key] = _RuleState()
                 transition = None
                 if breached and not state.active:
                     state.active, state.since, transition = True, now, "fire"
                     state.warned = True
-                elif state.active and not breached:
-                    cooled = now - state.since >= rule.cooldown_s
-                    if (recovered and cooled) or not stateful:
-                        state.active, transition = False, "recover"
-                        state.warned = False
+                elif (
+                    state.active
+                    and not breached
+                    and (not r.stateful or (recovered and now - state.since >= r.rule.cooldown_s))
+                ):
+                    state.active, transition = False, "recover"
+                    state.warned = False
                 if (
                     state.active
-                    and rule.recover_after_s is not None
-                    and now - state.since >= rule.recover_after_s
+                    and r.rule.recover_after_s is not None
                     and transition != "fire"
+                    and now - state.since >= r.rule.recover_after_s
                 ):
                     state.active, transition = False, "recover"
                     state.warned = False
                 if transition == "recover":
-                    if stateful:
-                        fired.append(
-                            self._fired(rule, lead, measure, scope_text, "recover", "recover")
-                        )
+                    if r.stateful:
+                        fired.append(_fired(r, lead, measure, key, "recover", "recover"))
                     continue
                 if not state.active:
-                    if rule.warn_at is not None and measure.raw is not None:
-                        level = lead.raw * rule.warn_at
-                        near = measure.raw >= level if lead.above else measure.raw <= level
+                    if r.rule.warn_at is not None and measure.raw is not None:
+                        level = lead.t.raw * r.rule.warn_at
+                        near = measure.raw >= level if lead.t.above else measure.raw <= level
                         if near and not state.warned:
                             state.warned = True
-                            fired.append(
-                                self._fired(rule, lead, measure, scope_text, "warn", "warn")
-                            )
+                            fired.append(_fired(r, lead, measure, key, "warn", "warn"))
                         elif not near:
                             state.warned = False
                     continue
                 label = transition or "active"
-                for action in rule.actions:
+                for action in r.rule.actions:
                     kind = action.kind
                     if kind == "downgrade":
                         steps += action.steps
@@ -279,70 +279,47 @@ class Engine:
                             compact = Compact(target_tokens=target, prompt_tokens=prompt_tokens)
                     elif kind == "pause":
                         wait = self._pause_for(
-                            action.pause_s, lead, measure, now, state, transition, rule
+                            action.pause_s, lead, measure, now, state, transition, r.rule
                         )
                         if wait is None:
                             continue
                         pause_s = max(pause_s, wait)
-                    fired.append(self._fired(rule, lead, measure, scope_text, kind, label))
+                    fired.append(_fired(r, lead, measure, key, kind, label))
 
             chosen = self.downgrade(model, steps)
             reservation: Reservation | None = None
-            reserve = 0
-            if caps and not halt and worst_case is not None:
-                reserve = worst_case(chosen) or 0
             if caps and not halt:
+                reserve = (worst_case(chosen) or 0) if worst_case is not None else 0
                 held: list[tuple[Window, int]] = []
-                for rule, lead, measure, scope_text in caps:
+                for r, lead, measure, key in caps:
                     window = measure.window
                     if window is None or pause_s > 0:
                         continue
                     total = window.total + window.reserved + reserve
-                    if total > lead.raw:
-                        wait = window.time_until_at_most(lead.raw - reserve, now)
-                        will = Fired(
-                            policy=rule.name,
-                            metric=lead.metric,
-                            stat=lead.stat,
-                            value=total * METRICS[lead.metric].scale,
-                            threshold=lead.threshold,
-                            action="halt",
-                            scope=scope_text,
-                            transition="fire",
-                            reason=(
-                                f"{rule.name}: spent {_fmt(lead.metric, window.total * 1e-9)} + "
-                                f"in flight {_fmt(lead.metric, window.reserved * 1e-9)} + this call's "
-                                f"worst case {_fmt(lead.metric, reserve * 1e-9)} would exceed "
-                                f"{_fmt(lead.metric, lead.threshold)} ({scope_text}, {_window_text(lead)})"
-                            ),
-                            detail={
-                                "reserved_nano_usd": window.reserved,
-                                "worst_case_nano_usd": reserve,
-                            },
-                        )
-                        kinds = {a.kind for a in rule.actions}
-                        if "pause" in kinds and wait is not None and (wait > 0 or window.reserved):
-                            pause_s = max(pause_s, wait if wait > 0 else 1.0)
-                            fired.append(_replace_action(will, "pause", pause_s))
-                        elif "halt" in kinds or wait is None:
-                            halt = True
-                            fired.append(will)
-                        else:
-                            pause_s = max(pause_s, wait)
-                            fired.append(_replace_action(will, "pause", pause_s))
-                    else:
+                    if total <= lead.t.raw:
                         held.append((window, reserve))
+                        continue
+                    wait = window.time_until_at_most(lead.t.raw - reserve, now)
+                    kinds = r.kinds
+                    if "pause" in kinds and wait is not None and (wait > 0 or window.reserved):
+                        action, pause_s = "pause", max(pause_s, wait if wait > 0 else 1.0)
+                    elif "halt" in kinds or wait is None:
+                        action, halt = "halt", True
+                    else:
+                        action, pause_s = "pause", max(pause_s, wait)
+                    fired.append(_cap_fired(r, lead, window, reserve, key, action, pause_s))
                 if not halt and pause_s <= 0 and held and reserve:
                     for window, amount in held:
                         window.reserved += amount
                     reservation = Reservation(held=held, nano_usd=reserve)
 
+        paused = pause_s > 0 and not halt
         decision = Decision(
             model=chosen,
             requested_model=model,
             compact=compact,
-            pause_s=pause_s if not halt else 0.0,
-            resume_at=now + pause_s if pause_s > 0 and not halt else None,
+            pause_s=pause_s if paused else 0.0,
+            resume_at=now + pause_s if paused else None,
             halt=halt,
             stream=False if no_stream else None,
             fired=tuple(fired),
@@ -362,11 +339,11 @@ class Engine:
         prompt_tokens: int | None = None,
     ) -> float | None:
         """What ``policy``'s (first) condition measures now, in its display unit; no state changes."""
-        rule = next((r for r in self.rules if r.name == policy), None)
-        if rule is None:
+        r = next((r for r in self._compiled if r.rule.name == policy), None)
+        if r is None:
             raise KeyError(f"no policy named {policy!r}")
-        cond = rule.conditions[0]
-        key = _scope_value(cond.scope, run_id, model, tags or {})
+        cond = r.conds[0]
+        key = _key(cond.t.scope, {"run": run_id, "all": "", "model": model}, tags or {})
         if key is None:
             return None
         with self._lock:
@@ -384,7 +361,7 @@ class Engine:
     def _pause_for(
         self,
         fixed_s: float | None,
-        lead: Threshold,
+        lead: _Cond,
         measure: _Measure,
         now: float,
         state: _RuleState,
@@ -393,8 +370,8 @@ class Engine:
     ) -> float | None:
         if fixed_s is None:
             window = measure.window
-            if window is not None and lead.stat == "sum" and lead.above:
-                wait = window.time_until_at_most(lead.raw, now)
+            if window is not None and lead.t.stat == "sum" and lead.t.above:
+                wait = window.time_until_at_most(lead.t.raw, now)
                 if wait is not None:
                     return wait if wait > 0 else None
             fixed_s = rule.cooldown_s
@@ -407,127 +384,171 @@ class Engine:
 
     def _evaluate(
         self,
-        rule: PolicyRule,
+        r: _Rule,
         now: float,
-        model: str,
-        run_id: str | None,
+        keys: dict[str, Any],
         tags: Mapping[str, Any],
         prompt_tokens: int | None,
-    ) -> tuple[bool, bool, Threshold, _Measure, str] | None:
+    ) -> tuple[bool, bool, _Cond, _Measure, Any] | None:
+        if len(r.conds) == 1:  # the common case, without the list
+            cond = r.conds[0]
+            key = _key(cond.t.scope, keys, tags)
+            if key is None:
+                return None
+            measure = self._measure(cond, key, now, prompt_tokens)
+            breached, recovered = cond.judge(measure.raw)
+            return breached, recovered, cond, measure, key
         results = []
-        for cond in rule.conditions:
-            key = _scope_value(cond.scope, run_id, model, tags)
+        for cond in r.conds:
+            key = _key(cond.t.scope, keys, tags)
             if key is None:
                 continue
             measure = self._measure(cond, key, now, prompt_tokens)
-            breached = recovered = False
-            if measure.raw is not None:
-                if cond.above:
-                    breached = measure.raw > cond.raw
-                    level = (
-                        rule.recover_level / METRICS[cond.metric].scale
-                        if rule.recover_level is not None
-                        else cond.raw * (rule.recover_ratio or 1.0)
-                    )
-                    recovered = measure.raw <= level
-                else:
-                    breached = measure.raw < cond.raw
-                    level = (
-                        rule.recover_level / METRICS[cond.metric].scale
-                        if rule.recover_level is not None
-                        else cond.raw / (rule.recover_ratio or 1.0)
-                    )
-                    recovered = measure.raw >= level
-            else:
-                recovered = True
-            results.append((breached, recovered, cond, measure, _scope_text(cond.scope, key)))
+            breached, recovered = cond.judge(measure.raw)
+            results.append((breached, recovered, cond, measure, key))
         if not results:
             return None
-        if rule.combine == "all":
-            breached = all(r[0] for r in results)
-            recovered = any(r[1] for r in results)
+        if r.rule.combine == "all":
+            breached = all(x[0] for x in results)
+            recovered = any(x[1] for x in results)
         else:
-            breached = any(r[0] for r in results)
-            recovered = all(r[1] for r in results)
-        lead = next((r for r in results if r[0]), results[0])
+            breached = any(x[0] for x in results)
+            recovered = all(x[1] for x in results)
+        lead = next((x for x in results if x[0]), results[0])
         return breached, recovered, lead[2], lead[3], lead[4]
 
-    def _measure(
-        self, cond: Threshold, key: Any, now: float, prompt_tokens: int | None
-    ) -> _Measure:
-        metric = METRICS[cond.metric]
-        if cond.stat == "next":
+    def _measure(self, cond: _Cond, key: Any, now: float, prompt_tokens: int | None) -> _Measure:
+        t = cond.t
+        if t.stat == "next":
             raw = float(prompt_tokens) if prompt_tokens is not None else None
             return _Measure(raw, raw, None)
-        if cond.spec is None:
+        if t.spec is None:
             return _Measure(None, None, None)
-        windows = self._windows_for(cond.scope, key)
-        if cond.metric == "cache_hit_ratio":
-            read = windows[("cache_read_tokens", cond.spec)].stat("sum", now) or 0
-            prompt = windows[("prompt_tokens", cond.spec)].stat("sum", now) or 0
+        windows = self._windows_for(t.scope, key)
+        if cond.ratio:
+            read = windows[("cache_read_tokens", t.spec)].stat("sum", now) or 0
+            prompt = windows[("prompt_tokens", t.spec)].stat("sum", now) or 0
             ratio = read / prompt if prompt else None
             return _Measure(ratio, ratio, None)
-        window = windows[(metric.sample, cond.spec)]
-        raw = window.stat(cond.stat, now)
-        scale = 1.0 if cond.stat == "anomaly" else metric.scale  # a z-score has no unit
-        value = raw * scale if raw is not None else None
-        return _Measure(value, raw, window)
+        window = windows[cond.window_key]
+        raw = window.stat(t.stat, now)
+        return _Measure(raw * cond.scale if raw is not None else None, raw, window)
 
-    def _fired(
-        self,
-        rule: PolicyRule,
-        cond: Threshold,
-        measure: _Measure,
-        scope_text: str,
-        action: str,
-        transition: str,
-    ) -> Fired:
-        op = ">" if cond.above else "<"
-        if transition == "recover":
-            op = "<=" if cond.above else ">="
-            limit = "recovered"
-        elif transition == "warn":
-            limit = f"warn at {rule.warn_at:.0%} of"
-            op = ">=" if cond.above else "<="
+
+@dataclass(slots=True)
+class _Cond:
+    """A condition compiled for the hot path: its window key, scale and recovery level."""
+
+    t: Threshold
+    window_key: tuple[str, WindowSpec | None]
+    scale: float
+    ratio: bool
+    recover_raw: float
+
+    @classmethod
+    def of(cls, t: Threshold, rule: PolicyRule) -> _Cond:
+        metric = METRICS[t.metric]
+        scale = 1.0 if t.stat == "anomaly" else metric.scale  # a z-score has no unit
+        if rule.recover_level is not None:
+            recover = rule.recover_level / scale
+        elif t.above:
+            recover = t.raw * (rule.recover_ratio or 1.0)
         else:
-            limit = ""
-        value_text = _fmt(cond.metric, measure.value, cond.stat)
-        threshold_text = _fmt(cond.metric, cond.threshold, cond.stat)
-        reason = (
-            f"{rule.name}: {cond.metric} {cond.stat} over {_window_text(cond)} = {value_text} "
-            f"{op} {(limit + ' ') if limit and transition == 'warn' else ''}{threshold_text} "
-            f"({scope_text}) -> {action}"
-        )
-        if transition == "recover":
-            reason = (
-                f"{rule.name}: recovered, {cond.metric} {cond.stat} over {_window_text(cond)} = "
-                f"{value_text} (threshold {threshold_text}, {scope_text})"
-            )
-        return Fired(
-            policy=rule.name,
-            metric=cond.metric,
-            stat=cond.stat,
-            value=measure.value,
-            threshold=cond.threshold,
-            action=action,
-            scope=scope_text,
-            transition=transition,
-            reason=reason,
-        )
+            recover = t.raw / (rule.recover_ratio or 1.0)
+        return cls(t, (metric.sample, t.spec), scale, t.metric == "cache_hit_ratio", recover)
+
+    def judge(self, raw: float | None) -> tuple[bool, bool]:
+        """(breached, recovered) for a measured value; an unknown value is neither."""
+        if raw is None:
+            return False, True
+        if self.t.above:
+            return raw > self.t.raw, raw <= self.recover_raw
+        return raw < self.t.raw, raw >= self.recover_raw
 
 
-def _replace_action(fired: Fired, action: str, pause_s: float) -> Fired:
+@dataclass(slots=True)
+class _Rule:
+    """A rule compiled for the hot path."""
+
+    index: int
+    rule: PolicyRule
+    conds: tuple[_Cond, ...]
+    hard_cap: bool
+    stateful: bool
+    kinds: frozenset[str]
+
+
+def _compile_rules(rules: tuple[PolicyRule, ...]) -> tuple[_Rule, ...]:
+    return tuple(
+        _Rule(
+            index=i,
+            rule=rule,
+            conds=tuple(_Cond.of(c, rule) for c in rule.conditions),
+            hard_cap=rule.is_hard_cap,
+            stateful=any(
+                a.kind in _STATEFUL or (a.kind == "pause" and a.pause_s is not None)
+                for a in rule.actions
+            ),
+            kinds=frozenset(a.kind for a in rule.actions),
+        )
+        for i, rule in enumerate(rules)
+    )
+
+
+def _key(kind: str, keys: dict[str, Any], tags: Mapping[str, Any]) -> Any:
+    if kind in keys:
+        return keys[kind]
+    value = tags.get(kind[4:])
+    return None if value is None else str(value)
+
+
+def _fired(
+    r: _Rule, cond: _Cond, measure: _Measure, key: Any, action: str, transition: str
+) -> Fired:
+    t = cond.t
     return Fired(
-        policy=fired.policy,
-        metric=fired.metric,
-        stat=fired.stat,
-        value=fired.value,
-        threshold=fired.threshold,
+        policy=r.rule.name,
+        metric=t.metric,
+        stat=t.stat,
+        value=measure.value,
+        threshold=t.threshold,
         action=action,
-        scope=fired.scope,
-        transition=fired.transition,
-        reason=fired.reason.replace("would exceed", "would exceed") + f" -> pause {pause_s:.1f}s",
-        detail={**fired.detail, "pause_s": pause_s},
+        scope=_scope_text(t.scope, key),
+        transition=transition,
+        window=_window_text(t),
+        above=t.above,
+        warn_at=r.rule.warn_at,
+    )
+
+
+def _cap_fired(
+    r: _Rule, cond: _Cond, window: Window, reserve: int, key: Any, action: str, pause_s: float
+) -> Fired:
+    t = cond.t
+    total = window.total + window.reserved + reserve
+    scope = _scope_text(t.scope, key)
+    note = (
+        f"{r.rule.name}: spent {format_value(t.metric, window.total * 1e-9)} + in flight "
+        f"{format_value(t.metric, window.reserved * 1e-9)} + this call's worst case "
+        f"{format_value(t.metric, reserve * 1e-9)} would exceed {format_value(t.metric, t.threshold)} "
+        f"({scope}, {_window_text(t)})"
+    )
+    detail: dict[str, Any] = {"reserved_nano_usd": window.reserved, "worst_case_nano_usd": reserve}
+    if action == "pause":
+        note += f" -> pause {pause_s:.1f}s"
+        detail["pause_s"] = pause_s
+    return Fired(
+        policy=r.rule.name,
+        metric=t.metric,
+        stat=t.stat,
+        value=total * cond.scale,
+        threshold=t.threshold,
+        action=action,
+        scope=scope,
+        transition="fire",
+        window=_window_text(t),
+        note=note,
+        detail=detail,
     )
 
 
@@ -548,19 +569,6 @@ def _scope_value(kind: str, run_id: str | None, model: str | None, tags: Mapping
     return None if value is None else str(value)
 
 
-def _state_scope(kind: str, run_id: str | None, model: str, tags: Mapping[str, Any]) -> Any:
-    # Rule state is per run as well, so one run's recovery never lifts another run's downgrade.
-    return (
-        (kind, _scope_value(kind, run_id, model, tags))
-        if kind == "run"
-        else (
-            kind,
-            _scope_value(kind, run_id, model, tags),
-            run_id,
-        )
-    )
-
-
 def _scope_text(kind: str, key: Any) -> str:
     if kind == "run":
         return f"run {key}"
@@ -575,20 +583,3 @@ def _window_text(cond: Threshold) -> str:
     if cond.stat == "next":
         return "the next call"
     return cond.spec.describe() if cond.spec is not None else "the last call"
-
-
-def _fmt(metric: str, value: float | None, stat: str = "") -> str:
-    if value is None:
-        return "n/a"
-    if stat == "anomaly":
-        return f"robust z {value:.1f}"
-    unit = METRICS[metric].unit
-    if unit == "usd":
-        return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
-    if unit == "ms":
-        return f"{value / 1000:.2f}s" if value >= 1000 else f"{value:.0f}ms"
-    if unit == "ratio":
-        return f"{value:.0%}"
-    if unit == "tokens":
-        return f"{value:,.0f} tokens"
-    return f"{value:g}"
