@@ -95,12 +95,14 @@ def run_completion(run: Run, kwargs: dict[str, Any]) -> Any:
                 response = fn(**call_kwargs)
             except BaseException as exc:
                 call.__exit__(type(exc), exc, None)
+                run.capture(call_kwargs, None, call.record)
                 raise
             if stream:
                 return _Stream(call, response, call_kwargs)
             call.received()
             call.set_response(response)
             call.__exit__(None, None, None)
+            run.capture(call_kwargs, response, call.record)
             return response
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
@@ -118,12 +120,14 @@ async def run_acompletion(run: Run, kwargs: dict[str, Any]) -> Any:
                 response = await fn(**call_kwargs)
             except BaseException as exc:
                 call.__exit__(type(exc), exc, None)
+                run.capture(call_kwargs, None, call.record)
                 raise
             if stream:
                 return _AsyncStream(call, response, call_kwargs)
             call.received()
             call.set_response(response)
             call.__exit__(None, None, None)
+            run.capture(call_kwargs, response, call.record)
             return response
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
@@ -190,6 +194,7 @@ class _StreamState:
             self.call.__exit__(None, None, None)
         else:
             self.call.__exit__(type(exc), exc, None)
+        self.call.run.capture(self.kwargs, self.chunks if exc is None else None, self.call.record)
 
     def _estimate(self) -> Usage:
         model = self.call.model

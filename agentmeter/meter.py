@@ -154,6 +154,9 @@ class Meter:
     (``PauseRequested``). ``on_decision`` callbacks get every decision that fired something.
     ``completion_fn`` replaces ``litellm.completion`` (the simulated provider uses it);
     ``token_counter(model, messages)`` replaces litellm's tokenizer for prompts not yet sent.
+    ``capture_content=True`` (off by default) stores each call's request and response in
+    ``agentmeter_content``, redacted on the writer thread before it touches disk (e-mails, phone
+    and card numbers, API keys, bearer tokens; ``redactors`` adds regexes or callables).
     """
 
     def __init__(
@@ -172,6 +175,8 @@ class Meter:
         max_retries: int = 2,
         sync_s: float = 1.0,
         token_counter: Callable[[str, Any], int] | None = None,
+        capture_content: bool = False,
+        redactors: list[Any] | None = None,
     ) -> None:
         if pause not in ("sleep", "raise"):
             raise ConfigError(f"pause must be 'sleep' or 'raise', got {pause!r}")
@@ -201,6 +206,8 @@ class Meter:
         self.acompletion_fn = acompletion_fn
         self.max_retries = max_retries
         self.token_counter = token_counter
+        self.capture_content = capture_content
+        self.redactors = [_redactor(rule) for rule in redactors or []]
         self.writer_id = uuid.uuid4().hex[:12]
         self.internal_errors = 0
         self._warned: set[str] = set()
@@ -407,6 +414,20 @@ class Meter:
 
     def __repr__(self) -> str:
         return f"<Meter db={self.path or ':memory:'} policies={self.policies.source if self.policies else None}>"
+
+
+def _redactor(rule: Any) -> Any:
+    """A redaction rule: a regex (text or compiled) or a callable ``str -> str``."""
+    import re
+
+    if isinstance(rule, str):
+        try:
+            return re.compile(rule)
+        except re.error as exc:
+            raise ConfigError(f"redactors: {rule!r} is not a valid regex ({exc})") from None
+    if isinstance(rule, re.Pattern) or callable(rule):
+        return rule
+    raise ConfigError(f"redactors: expected a regex or a callable, got {rule!r}")
 
 
 def _file_of(conn: sqlite3.Connection) -> str | None:

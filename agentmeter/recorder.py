@@ -85,12 +85,13 @@ _SQL = {
     f"VALUES ({', '.join('?' * len(CALL_COLUMNS))})",
     "decision": f"INSERT INTO agentmeter_decisions ({', '.join(DECISION_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(DECISION_COLUMNS))})",
+    "content": "INSERT INTO agentmeter_content (run_id, step, ts, kind, body) VALUES (?, ?, ?, ?, ?)",
     "run": f"INSERT INTO agentmeter_runs ({', '.join(RUN_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
     "ON CONFLICT(run_id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status",
 }
 # Runs first so a reader never sees a call whose run row is missing.
-_ORDER = ("run", "call", "decision")
+_ORDER = ("run", "call", "decision", "content")
 _RESERVATION = CALL_COLUMNS.index("reservation_id")
 _RELEASE_SQL = "DELETE FROM agentmeter_reservations WHERE ref = ?"
 
@@ -269,6 +270,8 @@ class Recorder:
         backlog = self._backlog
         if not backlog:
             return
+        if any(kind == "content_raw" for kind, _ in backlog):
+            self._redact_content(backlog)
         rows = list(backlog)
         try:
             self._commit(rows)
@@ -322,6 +325,24 @@ class Recorder:
             except sqlite3.Error:
                 pass
             raise
+
+    @staticmethod
+    def _redact_content(backlog: deque[tuple[str, tuple[Any, ...]]]) -> None:
+        """Turn captured bodies into redacted content rows here, off the agent's thread."""
+        from .content import rows_from_bodies
+
+        items = list(backlog)
+        backlog.clear()
+        for kind, row in items:
+            if kind != "content_raw":
+                backlog.append((kind, row))
+                continue
+            run_id, step, ts, request, response, extra = row
+            try:
+                for content in rows_from_bodies(run_id, step, ts, request, response, extra=extra):
+                    backlog.append(("content", content))
+            except Exception as exc:  # never store what could not be redacted
+                log.warning("agentmeter: captured content dropped, redaction failed: %r", exc)
 
     def _export(self, rows: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
         """Hand committed call rows (as dicts) to each exporter, on this thread; failures are counted."""

@@ -410,7 +410,7 @@ class Run:
         self._local.reservation = reservation
         self._local.decided = (now, prompt_tokens)
         if decision.fired:
-            self._report(decision, now)
+            self._report(decision, now, prompt_tokens, max_tokens)
         return decision
 
     def _reserve_shared(
@@ -495,7 +495,13 @@ class Run:
             self.meter.put("release", (ref,))
             local.shared_ref = None
 
-    def _report(self, decision: Decision, now: float) -> None:
+    def _report(
+        self,
+        decision: Decision,
+        now: float,
+        prompt_tokens: int | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
         meter = self.meter
         self.decisions.append(decision)
         for fired in decision.fired:
@@ -504,7 +510,9 @@ class Run:
             if fired.transition != "recover":
                 with self._step_lock:
                     self._tally.fired[f"{fired.policy} -> {fired.action}"] += 1
-            meter.put("decision", self._decision_row(fired, now, decision))
+            meter.put(
+                "decision", self._decision_row(fired, now, decision, prompt_tokens, max_tokens)
+            )
             if fired.transition in ("fire", "warn", "recover"):
                 log_fired(fired)
         for callback in meter.on_decision:
@@ -515,14 +523,25 @@ class Run:
                     "on_decision", f"agentmeter: an on_decision callback failed: {exc!r}"
                 )
 
-    def _decision_row(self, fired: Fired, now: float, decision: Decision) -> tuple[Any, ...]:
+    def _decision_row(
+        self,
+        fired: Fired,
+        now: float,
+        decision: Decision,
+        prompt_tokens: int | None = None,
+        max_tokens: int | None = None,
+    ) -> tuple[Any, ...]:
         detail: dict[str, Any] = {
             "transition": fired.transition,
             "reason": fired.reason,
             "stat": fired.stat,
+            # what the decide saw, so a replay can re-decide exactly even when no call followed
+            "requested_model": decision.requested_model,
+            "prompt_tokens": prompt_tokens,
+            "max_tokens": max_tokens,
         }
         if fired.action == "downgrade":
-            detail.update(requested_model=decision.requested_model, model=decision.model)
+            detail["model"] = decision.model
         if fired.action == "pause":
             detail["pause_s"] = round(decision.pause_s, 6)
         if fired.action == "compact" and decision.compact is not None:
@@ -611,6 +630,23 @@ class Run:
             ),
         )
         return result
+
+    def capture(
+        self, request_kwargs: Mapping[str, Any] | None, response: Any, record: CallRecord | None
+    ) -> None:
+        """Store a call's request and response (redacted on the writer thread) when capture is on."""
+        meter = self.meter
+        if not meter.capture_content or record is None:
+            return
+        try:
+            from .content import plain_bodies
+
+            request, body = plain_bodies(request_kwargs, response)
+            meter.put(
+                "content_raw", (self.run_id, record.step, record.ts, request, body, meter.redactors)
+            )
+        except Exception as exc:  # capture is telemetry: never break the call
+            meter.warn_once("capture", f"agentmeter: could not capture a call's content ({exc!r})")
 
     # -- calling litellm -------------------------------------------------------------------------
     def completion(self, **kwargs: Any) -> Any:
