@@ -154,7 +154,7 @@ class _StreamState:
         self.done = False
 
     def on_chunk(self, chunk: Any) -> None:
-        self.call.first_token()
+        self.call.chunk()
         self.chunks.append(chunk)
         try:
             choices = (
@@ -175,7 +175,7 @@ class _StreamState:
                     self.text.append(content)
             model = chunk.get("model") if isinstance(chunk, dict) else getattr(chunk, "model", None)
             if isinstance(model, str):
-                self.model = model
+                self.model = model  # the version that answered, as the provider names it
         except Exception:
             pass
 
@@ -190,6 +190,8 @@ class _StreamState:
         if usage is None and exc is None:
             usage = self._estimate()
         self.call.set_usage(usage)
+        if self.model is not None:
+            self.call.model_version = self.model
         if exc is None:
             self.call.__exit__(None, None, None)
         else:

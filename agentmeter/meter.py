@@ -41,7 +41,7 @@ _OPEN_METERS: weakref.WeakSet[Meter] = weakref.WeakSet()
 _SEED_COLUMNS = (
     "id, ts, run_id, model, tags, cost_nano_usd, cost_status, input_tokens, output_tokens, "
     "cache_read_tokens, cache_write_tokens, reasoning_tokens, latency_ms, ttft_ms, status, "
-    "prompt_hash, usage_status"
+    "prompt_hash, usage_status, model_version, itl_p90_ms, cache_hit"
 )
 
 
@@ -72,6 +72,9 @@ def observation_from_row(row: tuple[Any, ...]) -> Observation:
         status,
         phash,
         usage_status,
+        model_version,
+        itl_p90,
+        cache_hit,
     ) = row
     known = usage_status != "unknown"
     prompt = (inp or 0) + (cread or 0) + (cwrite or 0) if known else None
@@ -92,6 +95,9 @@ def observation_from_row(row: tuple[Any, ...]) -> Observation:
             ttft_ms=ttft,
             error=status != "ok",
             prompt_hash=phash,
+            itl_p90_ms=itl_p90,
+            model_version=model_version,
+            cache_hit=bool(cache_hit),
         ),
     )
 
@@ -109,6 +115,9 @@ def samples(
     ttft_ms: float | None,
     error: bool,
     prompt_hash: str | None,
+    itl_p90_ms: float | None = None,
+    model_version: str | None = None,
+    cache_hit: bool = False,
 ) -> dict[str, Any]:
     """The per-call samples windows read (see ``policy.engine.SAMPLE_NAMES``)."""
     return {
@@ -127,6 +136,9 @@ def samples(
         "error": 1 if error else 0,
         "cost_unknown": 1 if cost_nano is None else 0,
         "prompt_hash": prompt_hash,
+        "itl_p90_ms": itl_p90_ms,
+        "model_version": model_version,
+        "cache_hit": 1 if cache_hit else 0,
     }
 
 

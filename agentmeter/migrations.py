@@ -143,8 +143,59 @@ def m003_reservations(db: Database) -> None:
         "CREATE INDEX IF NOT EXISTS agentmeter_reservations_scope "
         "ON agentmeter_reservations (scope, expires_at)"
     )
-    db.execute("CREATE INDEX IF NOT EXISTS agentmeter_reservations_ref ON agentmeter_reservations (ref)")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS agentmeter_reservations_ref ON agentmeter_reservations (ref)"
+    )
     db.execute("ALTER TABLE agentmeter_calls ADD COLUMN reservation_id TEXT")
+
+
+@step
+def m004_quality_streams_versions_cache(db: Database) -> None:
+    """Quality feedback, stream smoothness, the model version that answered, a response cache."""
+    for column, kind in (
+        ("model_version", "TEXT"),
+        ("system_fingerprint", "TEXT"),
+        ("chunks", "INTEGER"),
+        ("itl_mean_ms", "REAL"),
+        ("itl_p90_ms", "REAL"),
+        ("cache_hit", "INTEGER NOT NULL DEFAULT 0"),
+        ("saved_nano_usd", "INTEGER"),
+    ):
+        db.execute(f"ALTER TABLE agentmeter_calls ADD COLUMN {column} {kind}")
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS agentmeter_feedback (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT,
+            step INTEGER,
+            ts REAL NOT NULL,
+            kind TEXT NOT NULL,
+            score REAL,
+            negative INTEGER NOT NULL,
+            model TEXT,
+            comment TEXT,
+            tags TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS agentmeter_feedback_run ON agentmeter_feedback (run_id, step)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS agentmeter_feedback_ts ON agentmeter_feedback (ts)")
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS agentmeter_cache (
+            key TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            request TEXT NOT NULL,
+            response TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            cost_nano_usd INTEGER
+        )"""
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS agentmeter_cache_model ON agentmeter_cache (model, created_at)"
+    )
 
 
 def schema_version() -> int:

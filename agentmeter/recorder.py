@@ -65,7 +65,16 @@ CALL_COLUMNS = (
     "tags",
     "writer",
     "reservation_id",
+    "model_version",
+    "system_fingerprint",
+    "chunks",
+    "itl_mean_ms",
+    "itl_p90_ms",
+    "cache_hit",
+    "saved_nano_usd",
 )
+FEEDBACK_COLUMNS = ("run_id", "step", "ts", "kind", "score", "negative", "model", "comment", "tags")
+CACHE_COLUMNS = ("key", "model", "request", "response", "created_at", "expires_at", "cost_nano_usd")
 DECISION_COLUMNS = (
     "run_id",
     "step",
@@ -85,13 +94,17 @@ _SQL = {
     f"VALUES ({', '.join('?' * len(CALL_COLUMNS))})",
     "decision": f"INSERT INTO agentmeter_decisions ({', '.join(DECISION_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(DECISION_COLUMNS))})",
+    "feedback": f"INSERT INTO agentmeter_feedback ({', '.join(FEEDBACK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})",
+    "cache": f"INSERT OR REPLACE INTO agentmeter_cache ({', '.join(CACHE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(CACHE_COLUMNS))})",
     "content": "INSERT INTO agentmeter_content (run_id, step, ts, kind, body) VALUES (?, ?, ?, ?, ?)",
     "run": f"INSERT INTO agentmeter_runs ({', '.join(RUN_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
     "ON CONFLICT(run_id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status",
 }
 # Runs first so a reader never sees a call whose run row is missing.
-_ORDER = ("run", "call", "decision", "content")
+_ORDER = ("run", "call", "decision", "content", "feedback", "cache")
 _RESERVATION = CALL_COLUMNS.index("reservation_id")
 _RELEASE_SQL = "DELETE FROM agentmeter_reservations WHERE ref = ?"
 

@@ -24,6 +24,7 @@ from .policy.engine import Observation, Reservation
 from .pricing import cost_nano_usd, nano_to_usd
 from .stats import RunStats, RunTally
 from .usage import Usage
+from .windows import quantile_of_sorted
 
 if TYPE_CHECKING:
     from .meter import Meter
@@ -159,12 +160,22 @@ class Run:
         stream: bool = False,
         max_tokens: int | None = None,
         ts: float | None = None,
+        model_version: str | None = None,
+        system_fingerprint: str | None = None,
+        chunks: int | None = None,
+        itl_mean_ms: float | None = None,
+        itl_p90_ms: float | None = None,
+        cache_hit: bool = False,
+        saved_nano_usd: int | None = None,
     ) -> CallRecord | None:
         """Record one finished call. Never raises for telemetry problems: it counts and warns once.
 
         ``usage`` (a ``Usage``) or ``response`` (any provider payload ``normalize_usage`` reads);
         ``latency_ms`` total; optional ``ttft_ms``, ``pre_ms``, ``post_ms``; ``status`` ``ok`` or
-        ``error`` with ``error_type``; ``tags`` merged over the run's.
+        ``error`` with ``error_type``; ``tags`` merged over the run's. ``model_version`` and
+        ``system_fingerprint`` say what answered (read from ``response`` when not given);
+        ``chunks``, ``itl_mean_ms``, ``itl_p90_ms`` describe a stream; ``cache_hit`` marks a call
+        served from the response cache (no cost; ``saved_nano_usd`` what it would have cost).
         """
         try:
             return self._record(
@@ -184,6 +195,15 @@ class Run:
                 stream,
                 max_tokens,
                 ts,
+                (
+                    model_version,
+                    system_fingerprint,
+                    chunks,
+                    itl_mean_ms,
+                    itl_p90_ms,
+                    cache_hit,
+                    saved_nano_usd,
+                ),
             )
         except Exception as exc:  # telemetry must never break the agent
             self.meter.internal_errors += 1
@@ -210,13 +230,20 @@ class Run:
         stream: bool,
         max_tokens: int | None,
         ts: float | None,
+        more: tuple[Any, ...] = (None, None, None, None, None, False, None),
     ) -> CallRecord:
         meter = self.meter
+        model_version, fingerprint, chunks, itl_mean, itl_p90, cache_hit, saved = more
         if response is not None:
             if usage is None:
                 usage = normalize_usage(response)
+            answered = _response_model(response)
             if model is None:
-                model = _response_model(response)
+                model = answered
+            if model_version is None:
+                model_version = answered
+            if fingerprint is None:
+                fingerprint = _response_field(response, "system_fingerprint")
         if usage is not None and not isinstance(usage, Usage):
             usage = normalize_usage(usage)
         cost = (
@@ -318,6 +345,13 @@ class Run:
                 tags_json,
                 meter.writer_id,
                 shared_ref,
+                model_version,
+                fingerprint,
+                chunks,
+                itl_mean,
+                itl_p90,
+                1 if cache_hit else 0,
+                saved,
             ),
         )
         engine = meter.engine
@@ -340,6 +374,9 @@ class Run:
                         ttft_ms=ttft_ms,
                         error=status != "ok",
                         prompt_hash=phash,
+                        itl_p90_ms=itl_p90,
+                        model_version=model_version,
+                        cache_hit=bool(cache_hit),
                     ),
                 ),
                 reservation,
@@ -725,8 +762,10 @@ class Call:
         "_received",
         "_sent",
         "_t0",
+        "chunk_times",
         "max_tokens",
         "model",
+        "model_version",
         "pre_ms",
         "prompt_hash",
         "provider",
@@ -766,6 +805,8 @@ class Call:
         self.usage: Usage | None = None
         self.response: Any = None
         self.record: CallRecord | None = None
+        self.chunk_times: list[float] | None = None
+        self.model_version: str | None = None
         self._sent: float | None = None
         self._received: float | None = None
         self._t0 = 0.0
@@ -785,6 +826,16 @@ class Call:
         if self.ttft_ms is None:
             start = self._sent if self._sent is not None else self._t0
             self.ttft_ms = (self.run.meter.clock.monotonic() - start) * 1000.0
+
+    def chunk(self) -> None:
+        """Mark one streamed chunk: the first is the first token; the gaps give inter-chunk latency."""
+        now = self.run.meter.clock.monotonic()
+        if self.chunk_times is None:
+            self.chunk_times = []
+            if self.ttft_ms is None:
+                start = self._sent if self._sent is not None else self._t0
+                self.ttft_ms = (now - start) * 1000.0
+        self.chunk_times.append(now)
 
     def received(self) -> None:
         """Mark the response complete: the time until leaving the block is ``post_ms``."""
@@ -809,13 +860,22 @@ class Call:
         latency_ms = (end - self._t0) * 1000.0
         post_ms = (end - self._received) * 1000.0 if self._received is not None else None
         model = self.model
-        if self.response is not None and self.usage is None:
-            usage = normalize_usage_safely(self.response)
-        else:
-            usage = self.usage
+        chunks = itl_mean = itl_p90 = None
+        if self.chunk_times:
+            times = self.chunk_times
+            gaps = sorted((b - a) * 1000.0 for a, b in zip(times, times[1:]))
+            chunks = len(times)
+            if gaps:
+                itl_mean = sum(gaps) / len(gaps)
+                itl_p90 = quantile_of_sorted(gaps, 0.9)
         self.record = self.run.record(
             model=model,
-            usage=usage,
+            usage=self.usage,
+            response=self.response if self.usage is None else None,
+            model_version=self.model_version,
+            chunks=chunks,
+            itl_mean_ms=itl_mean,
+            itl_p90_ms=itl_p90,
             latency_ms=latency_ms,
             ttft_ms=self.ttft_ms,
             pre_ms=self.pre_ms,
@@ -841,6 +901,11 @@ def normalize_usage_safely(payload: Any) -> Usage | None:
 
 def _hash_of(messages: Any) -> str | None:
     return prompt_hash(messages) if messages is not None else None
+
+
+def _response_field(response: Any, name: str) -> str | None:
+    value = response.get(name) if isinstance(response, Mapping) else getattr(response, name, None)
+    return value if isinstance(value, str) else None
 
 
 def _response_model(response: Any) -> str | None:

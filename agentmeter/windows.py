@@ -20,7 +20,7 @@ from typing import Any
 __all__ = ["QUANTILES", "STATS", "Window", "WindowSpec", "quantile_of_sorted", "robust_z"]
 
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
-STATS = ("sum", "count", "rate", "mean", "max", "min", "last", *QUANTILES, "anomaly")
+STATS = ("sum", "count", "rate", "mean", "max", "min", "last", *QUANTILES, "anomaly", "distinct")
 # Below this many samples a robust z-score says nothing: "anomaly" reads 0.
 ANOMALY_MIN_SAMPLES = 10
 
@@ -234,6 +234,8 @@ class Window:
             return n
         if name == "repeats":
             return max(self._counts.values()) if self._counts else 0
+        if name == "distinct":
+            return len(self._counts) if self._counts is not None else 0
         if n == 0:
             return None
         if name == "mean":

@@ -37,8 +37,12 @@ SAMPLE_NAMES = (
     "error",
     "cost_unknown",
     "prompt_hash",
+    "itl_p90_ms",
+    "model_version",
+    "cache_hit",
+    "negative",
 )
-_STATEFUL = ("downgrade", "no_stream", "alert")
+_STATEFUL = ("downgrade", "upgrade", "no_stream", "alert")
 
 
 @dataclass(slots=True)
@@ -75,8 +79,12 @@ class _Measure:
     window: Window | None
 
 
+# Samples that are keys (hashes, names), counted rather than summed.
+KEYED_SAMPLES = frozenset({"prompt_hash", "model_version"})
+
+
 def _features(stat: str, metric: str) -> str:
-    if metric == "repeated_prompt":
+    if METRICS[metric].sample in KEYED_SAMPLES:
         return "counts"
     if stat in QUANTILES or stat == "anomaly":
         return "sorted"
@@ -153,7 +161,7 @@ class Engine:
                     value = samples.get(sample)
                     if value is None:
                         continue
-                    if sample == "prompt_hash":
+                    if sample in KEYED_SAMPLES:
                         window.add_key(obs.ts, value)
                     else:
                         window.add(obs.ts, value)
@@ -203,7 +211,7 @@ class Engine:
         """Evaluate every rule for a call about to be made; reserve hard-cap budget if it proceeds."""
         fired: list[Fired] = []
         steps = 0
-        no_stream = halt = False
+        no_stream = halt = upgrade = False
         pause_s = 0.0
         compact: Compact | None = None
         caps: list[tuple[_Rule, _Cond, _Measure, Any]] = []
@@ -262,6 +270,8 @@ class Engine:
                     kind = action.kind
                     if kind == "downgrade":
                         steps += action.steps
+                    elif kind == "upgrade":
+                        upgrade = True
                     elif kind == "no_stream":
                         no_stream = True
                     elif kind == "alert":
@@ -286,7 +296,9 @@ class Engine:
                         pause_s = max(pause_s, wait)
                     fired.append(_fired(r, lead, measure, key, kind, label))
 
-            chosen = self.downgrade(model, steps)
+            # An active upgrade (say, users rating the cheaper model's answers down) lifts every
+            # downgrade: quality before savings.
+            chosen = model if upgrade else self.downgrade(model, steps)
             reservation: Reservation | None = None
             if caps and not halt:
                 reserve = (worst_case(chosen) or 0) if worst_case is not None else 0

@@ -34,7 +34,7 @@ from .metrics import ANOMALIES, METRICS
 
 __all__ = ["Action", "PolicyRule", "PolicySet", "load_policies", "parse_policies"]
 
-ACTIONS = ("downgrade", "compact", "pause", "halt", "alert", "no_stream")
+ACTIONS = ("downgrade", "upgrade", "compact", "pause", "halt", "alert", "no_stream")
 SCOPES = ("run", "all", "model", "tag:NAME")
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "policies"
 
@@ -528,6 +528,7 @@ def _parse_action(item: str | Mapping[str, Any]) -> Action:
         "alert": {"message"},
         "halt": set(),
         "no_stream": set(),
+        "upgrade": set(),
     }[kind]
     extra = set(params) - allowed
     if extra:
