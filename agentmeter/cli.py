@@ -116,10 +116,12 @@ def check(files: tuple[Path, ...], as_json: bool) -> None:
 
 
 from .cli_inspect import register as _register_inspect  # noqa: E402
+from .cli_optimize import register as _register_optimize  # noqa: E402
 from .cli_replay import register as _register_replay  # noqa: E402
 
 _register_inspect(cli)
 _register_replay(cli)
+_register_optimize(cli)
 
 
 def main() -> None:

@@ -353,6 +353,10 @@ def register(cli: click.Group) -> None:
                 empty="no calls match",
                 total=total,
             )
+            hits = sum(r["response_cache_hits"] for r in rows)
+            signals = sum(r["feedback"] for r in rows)
+            if hits or signals:
+                click.echo(query.report_extras(rows))
 
     @cli.command(epilog=TAIL_EPILOG)
     @click.option(

@@ -155,6 +155,7 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--by",
         required=True,
+        metavar="KEY",
         help="What the arms are: tag:NAME (e.g. tag:experiment_id), model, requested_model or provider.",
     )
     @click.option("--since", type=_Duration(), help="Only calls that finished in this window (7d).")
@@ -212,16 +213,35 @@ def register(cli: click.Group) -> None:
         help="Routing mix bound on the error rate (5%).",
     )
     @click.option("--by", metavar="tag:NAME", help="One routing mix per value of this tag.")
-    @click.option("--margin", default=1.2, show_default=True, help="Headroom over the quantile.")
     @click.option(
         "--quantile",
         default="99%",
         show_default=True,
+        metavar="PERCENT",
         callback=_parse(parse_percent, "like 99%"),
-        help="Quantile of history thresholds sit at.",
+        help="The quantile of history a threshold is set from.",
     )
-    @click.option("--min-calls", default=30, show_default=True, help="Fewest calls to learn from.")
-    @click.option("--replay-runs", default=20, show_default=True, help="Newest runs to replay.")
+    @click.option(
+        "--margin",
+        default=1.2,
+        show_default=True,
+        type=click.FloatRange(min=0, min_open=True),
+        help="Multiplier over that quantile (headroom).",
+    )
+    @click.option(
+        "--min-calls",
+        default=30,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Fewest calls (per model, per window) to learn from.",
+    )
+    @click.option(
+        "--replay-runs",
+        default=20,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Newest runs to replay through both policy sets (0: none).",
+    )
     @click.option(
         "--write",
         "write_path",
@@ -245,7 +265,10 @@ def register(cli: click.Group) -> None:
         with _reading(db_path) as conn:
             result = tune(conn, since_s=since, **options)
         if write_path is not None:
-            write_path.write_text(result.proposed_yaml, encoding="utf-8")
+            try:
+                write_path.write_text(result.proposed_yaml, encoding="utf-8")
+            except OSError as exc:
+                raise click.ClickException(f"cannot write {write_path}: {exc.strerror}") from None
         if as_json:
             _echo_json(result.as_dict())
         else:

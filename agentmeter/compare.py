@@ -10,10 +10,11 @@ The rules, in one place:
 - Costs are exact ``Decimal`` means of integer nano-USD sums (to 1e-12 USD). A failed call without
   a price costs nothing; a successful one without a price is unknown: it is left out of the cost
   per call, and its run is left out of the cost per run.
-- Cost per run: percentile bootstrap CI of the arm's mean, and of the relative change against the
-  baseline (arms resampled independently, ``resamples`` times, seeded); p-value of a two-sided
-  permutation test of the difference in means (run labels shuffled). At least 2 priced runs per
-  arm, or the comparison says it cannot tell.
+- Cost per run: bootstrap CI of the arm's mean, and of the relative change against the baseline
+  (arms resampled independently, ``resamples`` times, seeded; expanded percentile intervals, which
+  keep their coverage with few runs); p-value of a two-sided permutation test of the difference
+  in means (run labels shuffled), which decides significance. At least 2 priced runs per arm, or
+  the comparison says it cannot tell.
 - Latency: exact p50/p90 of successful calls; two-sided Mann-Whitney U test between the arms.
 - Error rate: two-sided Fisher's exact test on the 2x2 table of failed and successful calls.
 - Each test is at level ``alpha`` on its own (no correction for the three tests per comparison).
@@ -341,13 +342,22 @@ def _bootstrap(arm: _Arm, resamples: int, rng: Any) -> _Boot:
     return _Boot(np.concatenate(per_run), np.concatenate(per_call))
 
 
-def _interval(samples: Any, alpha: float) -> tuple[float, float] | None:
+def _interval(samples: Any, alpha: float, n: int) -> tuple[float, float] | None:
+    """The expanded percentile interval of bootstrap ``samples`` drawn from ``n`` units.
+
+    Plain percentiles are too narrow for few runs (a 95% interval covers ~89% at 10 runs); the
+    expanded percentile interval (Hesterberg 2015) widens the tails to Student's t with the
+    ``n / (n - 1)`` variance correction, and is the plain one as ``n`` grows.
+    """
     import numpy as np
+    from scipy import stats
 
     finite = samples[np.isfinite(samples)]
-    if finite.size == 0:
+    if finite.size == 0 or n < 2:
         return None
-    low, high = np.percentile(finite, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    z = math.sqrt(n / (n - 1)) * float(stats.t.ppf(1 - alpha / 2, n - 1))
+    tail = float(stats.norm.cdf(-z))
+    low, high = np.percentile(finite, [100 * tail, 100 * (1 - tail)])
     return float(low), float(high)
 
 
@@ -374,8 +384,8 @@ def _arm_stats(arm: _Arm, boot: _Boot, alpha: float) -> ArmStats:
     priced_calls = sum(u[1] for u in arm.runs.values())
     full = [u[0] for u in arm.runs.values() if not u[2]]
     # A resample of one unit is that unit again: no interval from a single run.
-    ci_call = _interval(boot.per_call, alpha) if len(arm.runs) >= 2 else None
-    ci_run = _interval(boot.per_run, alpha) if len(full) >= 2 else None
+    ci_call = _interval(boot.per_call, alpha, len(arm.runs))
+    ci_run = _interval(boot.per_run, alpha, len(full))
     lat = exact_quantiles(arm.latency, (0.5, 0.9))
     ttft = exact_quantiles(arm.ttft, (0.5, 0.9))
     return ArmStats(
@@ -408,11 +418,11 @@ def _change(arm: float | None, base: float | None) -> float | None:
     return arm / base - 1
 
 
-def _change_ci(arm: Any, base: Any, alpha: float) -> tuple[float, float] | None:
+def _change_ci(arm: Any, base: Any, alpha: float, n: int) -> tuple[float, float] | None:
     import numpy as np
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        return _interval(arm / base - 1, alpha)
+        return _interval(arm / base - 1, alpha, n)
 
 
 def _compare_pair(
@@ -428,7 +438,12 @@ def _compare_pair(
     run_p = None
     if enough:
         run_change = _change(sum(runs_arm) / len(runs_arm), sum(runs_base) / len(runs_base))
-        run_ci = _change_ci(boots[arm.label].per_run, boots[base.label].per_run, alpha)
+        run_ci = _change_ci(
+            boots[arm.label].per_run,
+            boots[base.label].per_run,
+            alpha,
+            min(len(runs_arm), len(runs_base)),
+        )
         run_p = _permutation_p(runs_arm, runs_base, resamples, rng)
     priced_arm = sum(u[1] for u in arm.runs.values())
     priced_base = sum(u[1] for u in base.runs.values())
@@ -437,7 +452,12 @@ def _compare_pair(
             sum(u[0] for u in arm.runs.values()) / priced_arm,
             sum(u[0] for u in base.runs.values()) / priced_base,
         )
-        call_ci = _change_ci(boots[arm.label].per_call, boots[base.label].per_call, alpha)
+        call_ci = _change_ci(
+            boots[arm.label].per_call,
+            boots[base.label].per_call,
+            alpha,
+            min(len(arm.runs), len(base.runs)),
+        )
     latency_p = medians = latency_change = None
     if arm.latency and base.latency:
         latency_p = _finite_p(
@@ -507,6 +527,7 @@ def compare(
         known = ", ".join(a.label for a in order) or "none"
         raise ConfigError(f"no arm {baseline!r} when comparing by {by}; the arms are: {known}")
     base = arms[str(baseline)] if baseline is not None else (order[0] if order else None)
+    order.sort(key=lambda a: a is not base)  # the baseline first, the others by calls
     rng = np.random.default_rng(seed)
     boots = {arm.label: _bootstrap(arm, resamples, rng) for arm in order}
     comparisons = []

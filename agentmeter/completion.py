@@ -82,8 +82,51 @@ def _retrying(run: Run, cls: type[Any]) -> Any:
     )
 
 
+def _from_cache(
+    run: Run, decision: Decision, call_kwargs: dict[str, Any]
+) -> tuple[str | None, Any]:
+    """(cache key, cached response or None) for a non-streamed request, when the cache is on."""
+    cache = run.meter.response_cache
+    if cache is None or call_kwargs.get("stream"):
+        return None, None
+    from .cache import request_key
+
+    clock = run.meter.clock
+    key = request_key(call_kwargs)
+    start = clock.monotonic()
+    try:
+        hit = cache.lookup(
+            key, {k: v for k, v in call_kwargs.items() if k != "api_key"}, clock.now()
+        )
+    except Exception as exc:  # a cache that cannot be read is a miss
+        run.meter.warn_once("cache-read", f"agentmeter: response cache unavailable ({exc!r})")
+        return key, None
+    if hit is None:
+        return key, None
+    body, cost = hit
+    if run.meter.completion_fn is None:
+        from .content import _model_response
+
+        response = _model_response(body)
+    else:
+        response = body
+    run.record(
+        model=decision.model,
+        requested_model=decision.requested_model,
+        latency_ms=(clock.monotonic() - start) * 1000.0,
+        messages=call_kwargs.get("messages"),
+        cache_hit=True,
+        saved_nano_usd=cost,
+        model_version=body.get("model") if isinstance(body, dict) else None,
+    )
+    return key, response
+
+
 def run_completion(run: Run, kwargs: dict[str, Any]) -> Any:
     decision, call_kwargs = _prepare(run, kwargs)
+    key, cached = _from_cache(run, decision, call_kwargs)
+    if cached is not None:
+        return cached
     fn = run.meter.completion_fn or import_litellm().completion
     stream = bool(call_kwargs.get("stream"))
     for attempt in _retrying(run, Retrying):
@@ -103,12 +146,17 @@ def run_completion(run: Run, kwargs: dict[str, Any]) -> Any:
             call.set_response(response)
             call.__exit__(None, None, None)
             run.capture(call_kwargs, response, call.record)
+            if key is not None:
+                run.cache_store(key, call_kwargs, response, call.record)
             return response
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
 async def run_acompletion(run: Run, kwargs: dict[str, Any]) -> Any:
     decision, call_kwargs = _prepare(run, kwargs)
+    key, cached = _from_cache(run, decision, call_kwargs)
+    if cached is not None:
+        return cached
     fn = run.meter.acompletion_fn or import_litellm().acompletion
     stream = bool(call_kwargs.get("stream"))
     async for attempt in _retrying(run, AsyncRetrying):
@@ -128,6 +176,8 @@ async def run_acompletion(run: Run, kwargs: dict[str, Any]) -> Any:
             call.set_response(response)
             call.__exit__(None, None, None)
             run.capture(call_kwargs, response, call.record)
+            if key is not None:
+                run.cache_store(key, call_kwargs, response, call.record)
             return response
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 

@@ -189,6 +189,8 @@ class Meter:
         token_counter: Callable[[str, Any], int] | None = None,
         capture_content: bool = False,
         redactors: list[Any] | None = None,
+        cache_ttl: str | float | None = None,
+        similarity: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None,
     ) -> None:
         if pause not in ("sleep", "raise"):
             raise ConfigError(f"pause must be 'sleep' or 'raise', got {pause!r}")
@@ -228,6 +230,16 @@ class Meter:
         self._sync_s = sync_s
         self._last_seen_id = 0
         self.path, self._recorder = self._open(db)
+        self.response_cache = None
+        if cache_ttl is not None:
+            from .cache import ResponseCache
+            from .units import parse_duration_s
+
+            try:
+                ttl_s = parse_duration_s(cache_ttl)
+            except ValueError as exc:
+                raise ConfigError(f"cache_ttl: {exc}") from None
+            self.response_cache = ResponseCache(self._reader, ttl_s=ttl_s, similarity=similarity)
         self.ledger = None
         if self.engine is not None and self.path and any(r.shared for r in self.engine.rules):
             from .ledger import Ledger
@@ -291,6 +303,12 @@ class Meter:
             idle_s=self._sync_s,
         )
         return path, recorder
+
+    def _reader(self) -> sqlite3.Connection:
+        """A connection for reads on the agent's thread (the response cache)."""
+        if self.path is None:
+            return self._recorder._connection()  # in memory: the one connection there is
+        return sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         migrate(conn)
@@ -416,6 +434,8 @@ class Meter:
         self._recorder.close()
         if self.ledger is not None:
             self.ledger.close()
+        if self.response_cache is not None and self.path is not None:
+            self.response_cache.close()
         _OPEN_METERS.discard(self)
 
     def __enter__(self) -> Meter:

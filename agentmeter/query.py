@@ -44,6 +44,7 @@ __all__ = [
     "jsonable",
     "list_runs",
     "report",
+    "report_extras",
     "report_total",
     "resolve_run_id",
     "run_timeline",
@@ -78,6 +79,11 @@ REPORT_KEYS = (
     "cost_nano_usd",
     "cost_usd",
     "unknown_cost_calls",
+    "response_cache_hits",
+    "saved_nano_usd",
+    "saved_usd",
+    "negative_feedback",
+    "feedback",
     "p50_latency_ms",
     "p90_latency_ms",
     "p99_latency_ms",
@@ -125,6 +131,7 @@ DECISION_EVENT_KEYS = (
 REPORT_GROUPS = {
     "model": "model",
     "requested_model": "requested_model",
+    "model_version": "coalesce(model_version, model)",
     "provider": "provider",
     "day": "CAST(ts / 86400 AS INTEGER)",
     "hour": "CAST(ts / 3600 AS INTEGER)",
@@ -500,16 +507,18 @@ def report(
         f"SELECT {key_sql} AS grp, count(*), coalesce(sum(status != 'ok'), 0), {_BUCKET_SUMS}, "
         "sum(cost_nano_usd), count(cost_nano_usd), "
         "coalesce(sum(cost_nano_usd IS NULL AND status = 'ok'), 0), "
+        "coalesce(sum(cache_hit), 0), coalesce(sum(saved_nano_usd), 0), "
         f"{_QUANTILES_FN}(latency_ms) FILTER (WHERE status = 'ok' AND latency_ms IS NOT NULL), "
         f"{_QUANTILES_FN}(ttft_ms) FILTER (WHERE status = 'ok' AND ttft_ms IS NOT NULL) "
         "FROM agentmeter_calls"
         + (" WHERE " + " AND ".join(where) if where else "")
         + " GROUP BY grp"
     )
+    feedback = _feedback_by(conn, by, where, params)
     out = []
     for key, calls, errors, *rest in conn.execute(sql, params):
         buckets = dict(zip(BUCKETS, rest[: len(BUCKETS)], strict=True))
-        cost_sum, priced, unknown, lat, ttft = rest[len(BUCKETS) :]
+        cost_sum, priced, unknown, hits, saved, lat, ttft = rest[len(BUCKETS) :]
         prompt = (
             buckets["input_tokens"] + buckets["cache_read_tokens"] + buckets["cache_write_tokens"]
         )
@@ -523,6 +532,10 @@ def report(
                 **buckets,
                 "cache_hit_ratio": buckets["cache_read_tokens"] / prompt if prompt else None,
                 **_cost_fields(cost_sum, priced, unknown),
+                "response_cache_hits": hits,
+                "saved_nano_usd": saved,
+                "saved_usd": str(nano_to_usd(saved)),
+                **feedback.get(key, {"negative_feedback": 0, "feedback": 0}),
                 "p50_latency_ms": p_lat[0],
                 "p90_latency_ms": p_lat[1],
                 "p99_latency_ms": p_lat[2],
@@ -534,6 +547,43 @@ def report(
     if by not in ("day", "hour"):
         out.sort(key=lambda g: (-(g["cost_nano_usd"] or 0), -g["calls"], str(g["group"])))
     return out
+
+
+def _feedback_by(
+    conn: sqlite3.Connection, by: str, where: list[str], params: list[Any]
+) -> dict[Any, dict[str, int]]:
+    """Quality signals per report group: feedback rows joined to the calls they rate."""
+    key_sql, _ = _group_sql(by)
+    try:
+        rows = conn.execute(
+            f"WITH c AS (SELECT run_id, step, {key_sql} AS grp FROM agentmeter_calls"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + ") SELECT c.grp, count(*), coalesce(sum(f.negative), 0) FROM agentmeter_feedback f "
+            "JOIN c ON c.run_id = f.run_id AND c.step = f.step GROUP BY c.grp",
+            params,
+        ).fetchall()
+    except sqlite3.OperationalError:  # a database from before feedback existed
+        return {}
+    return {
+        key: {"negative_feedback": negative, "feedback": total} for key, total, negative in rows
+    }
+
+
+def report_extras(groups: Sequence[Mapping[str, Any]]) -> str:
+    """One line on the response cache (hit rate, money saved) and quality signals, if any."""
+    calls = sum(g["calls"] for g in groups)
+    hits = sum(g["response_cache_hits"] for g in groups)
+    saved = sum(g["saved_nano_usd"] for g in groups)
+    signals = sum(g["feedback"] for g in groups)
+    negative = sum(g["negative_feedback"] for g in groups)
+    parts = []
+    if hits:
+        parts.append(
+            f"response cache: {hits} of {calls} calls ({hits / calls:.0%}), saved ${nano_to_usd(saved):,.4f}"
+        )
+    if signals:
+        parts.append(f"feedback: {signals} signals, {negative} negative ({negative / signals:.0%})")
+    return "; ".join(parts)
 
 
 def report_total(groups: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -283,7 +283,7 @@ class Recorder:
         backlog = self._backlog
         if not backlog:
             return
-        if any(kind == "content_raw" for kind, _ in backlog):
+        if any(kind in ("content_raw", "cache_raw") for kind, _ in backlog):
             self._redact_content(backlog)
         rows = list(backlog)
         try:
@@ -342,18 +342,31 @@ class Recorder:
     @staticmethod
     def _redact_content(backlog: deque[tuple[str, tuple[Any, ...]]]) -> None:
         """Turn captured bodies into redacted content rows here, off the agent's thread."""
-        from .content import rows_from_bodies
+        import json
+
+        from .content import redact_value, rows_from_bodies
 
         items = list(backlog)
         backlog.clear()
         for kind, row in items:
-            if kind != "content_raw":
-                backlog.append((kind, row))
-                continue
-            run_id, step, ts, request, response, extra = row
             try:
-                for content in rows_from_bodies(run_id, step, ts, request, response, extra=extra):
-                    backlog.append(("content", content))
+                if kind == "content_raw":
+                    run_id, step, ts, request, response, extra = row
+                    for content in rows_from_bodies(
+                        run_id, step, ts, request, response, extra=extra
+                    ):
+                        backlog.append(("content", content))
+                elif kind == "cache_raw":
+                    key, model, request, response, created, expires, cost, extra = row
+                    request_text, response_text = (
+                        json.dumps(redact_value(body, extra), sort_keys=True, default=str)
+                        for body in (request, response)
+                    )
+                    backlog.append(
+                        ("cache", (key, model, request_text, response_text, created, expires, cost))
+                    )
+                else:
+                    backlog.append((kind, row))
             except Exception as exc:  # never store what could not be redacted
                 log.warning("agentmeter: captured content dropped, redaction failed: %r", exc)
 

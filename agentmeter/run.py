@@ -8,6 +8,7 @@ background writer.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import threading
 import uuid
@@ -100,6 +101,7 @@ class Run:
         self._tally = RunTally()
         self.ended_at: float | None = None
         self.last_record: CallRecord | None = None
+        self._models: dict[int, str | None] = {}
         meter.put("run", self._run_row())
 
     def _run_row(self) -> tuple[Any, ...]:
@@ -246,12 +248,16 @@ class Run:
                 fingerprint = _response_field(response, "system_fingerprint")
         if usage is not None and not isinstance(usage, Usage):
             usage = normalize_usage(usage)
+        if cache_hit:
+            usage = Usage()  # served by agentmeter's cache: the provider read and wrote nothing
         cost = (
             cost_nano_usd(model, usage, prices=meter.prices)
             if model and usage is not None
             else None
         )
-        if cost is not None:
+        if cache_hit:
+            cost, cost_status = 0, "cached"
+        elif cost is not None:
             cost_status = "ok"
         elif usage is None:
             cost_status = "unknown_usage"
@@ -401,6 +407,10 @@ class Run:
             prompt_hash=phash,
         )
         self.last_record = record
+        models = self._models
+        models[step] = model
+        if len(models) > 4096:  # feedback by step looks back this far
+            del models[next(iter(models))]
         return record
 
     # -- deciding --------------------------------------------------------------------------------
@@ -685,6 +695,86 @@ class Run:
         except Exception as exc:  # capture is telemetry: never break the call
             meter.warn_once("capture", f"agentmeter: could not capture a call's content ({exc!r})")
 
+    def feedback(
+        self,
+        score: Any = None,
+        *,
+        kind: str = "thumbs",
+        call: CallRecord | int | None = None,
+        comment: str | None = None,
+    ) -> None:
+        """Record a quality signal for one call (a ``CallRecord`` or its step) or the whole run.
+
+        ``kind``: ``thumbs`` (True/False), ``rating`` (1-5), ``score`` (0-1), ``regenerate`` or
+        ``correction`` (both negative). Negative signals feed the ``negative_feedback_rate``
+        metric (scope ``model``: the model that answered that call). A malformed signal raises
+        ``ValueError``: it is the caller's mistake, not a telemetry fault.
+        """
+        from .feedback import is_negative
+
+        normalized, negative = is_negative(kind, score)
+        step = call.step if isinstance(call, CallRecord) else call
+        if step is not None and not isinstance(step, int):
+            raise ValueError(f"call is a CallRecord or a step number, got {call!r}")
+        model = (
+            call.model if isinstance(call, CallRecord) else self._models.get(step) if step else None
+        )
+        meter = self.meter
+        now = meter.clock.now()
+        meter.put(
+            "feedback",
+            (
+                self.run_id,
+                step,
+                now,
+                kind,
+                normalized,
+                1 if negative else 0,
+                model,
+                comment,
+                self._tags_json,
+            ),
+        )
+        if meter.engine is not None:
+            meter.engine.observe(
+                Observation(
+                    ts=now,
+                    run_id=self.run_id,
+                    model=model,
+                    tags=self.tags,
+                    samples={"negative": int(negative)},
+                )
+            )
+
+    def cache_store(
+        self, key: str, request_kwargs: Mapping[str, Any], response: Any, record: CallRecord | None
+    ) -> None:
+        """Keep a successful response in the response cache (redacted on the writer thread)."""
+        meter = self.meter
+        cache = meter.response_cache
+        if cache is None or record is None or record.status != "ok":
+            return
+        try:
+            from .content import plain_bodies
+
+            request, body = plain_bodies(request_kwargs, response)
+            now = meter.clock.now()
+            meter.put(
+                "cache_raw",
+                (
+                    key,
+                    record.model or "",
+                    request,
+                    body,
+                    now,
+                    now + cache.ttl_s,
+                    record.cost_nano_usd,
+                    meter.redactors,
+                ),
+            )
+        except Exception as exc:
+            meter.warn_once("cache", f"agentmeter: could not cache a response ({exc!r})")
+
     # -- calling litellm -------------------------------------------------------------------------
     def completion(self, **kwargs: Any) -> Any:
         """``litellm.completion`` under the policies: decide, apply, call (with retries), record."""
@@ -863,7 +953,7 @@ class Call:
         chunks = itl_mean = itl_p90 = None
         if self.chunk_times:
             times = self.chunk_times
-            gaps = sorted((b - a) * 1000.0 for a, b in zip(times, times[1:]))
+            gaps = sorted((b - a) * 1000.0 for a, b in itertools.pairwise(times))
             chunks = len(times)
             if gaps:
                 itl_mean = sum(gaps) / len(gaps)

@@ -2,24 +2,27 @@
 
 The rules, in one place:
 
-- Latency alarms (``latency_ms`` / ``ttft_ms`` with ``above``): the ``quantile`` (p99) of each
-  model's successful calls, for models with at least ``min_calls`` calls; the threshold is the
-  highest of those, times ``margin`` (1.2), so no model's normal tail trips it.
+- Latency alarms (``latency_ms`` / ``ttft_ms``, a quantile, max, mean or last, with ``above``):
+  the ``quantile`` (p99) of each model's successful calls, for models with at least ``min_calls``
+  calls; the threshold is the highest of those, times ``margin`` (1.2), so no model's normal tail
+  trips it.
 - Sums with ``above`` (a budget: ``cost_usd``; also token sums and ``errors``): the sum over the
   condition's window in the condition's scope, measured at each recorded call (that call
   included), as the engine sees it; the threshold is the ``quantile`` of those sums times
   ``margin``. At least ``min_calls`` measurements, or the threshold is kept.
-- A zero threshold, a ``below`` threshold and any other metric are kept as written.
+- A zero threshold, a ``below`` threshold and any other metric or statistic (anomaly, rate,
+  ratio, repeats) are kept as written.
 - Proposals round up to 1 ms, $0.000001 or one token. A policy's explicit ``recover_below``
   keeps its ratio to the threshold. The proposed file is the current one with those values
   changed in place (comments kept); when that cannot be done exactly, it is the document re-dumped.
 - The routing mix, per task (``by=tag:NAME``, or every call as one task): the share of calls per
   model minimizing the expected cost per call, subject to ``sum share_i * p90_i <= latency_p90_ms``
   and ``sum share_i * error_rate_i <= max_error_rate``, shares summing to 1, over models with at
-  least ``min_calls`` calls (``scipy.optimize.linprog``, HiGHS). The mix's p90 is not the weighted
-  sum of the models' p90s: that sum is a linear surrogate (it bounds the mixture's p90 only when
-  the models' latency distributions are alike), so check the mix against the real p90 after a
-  rollout. The policy file has no routing section: the mix is reported, not written.
+  least ``min_calls`` calls (``scipy.optimize.linprog``, HiGHS). The weighted sum of p90s is a
+  linear surrogate, not the mix's p90: it is exact when the models' latencies are alike and can
+  be far off when they differ (a 50/50 mix of a steady 1 s model and a steady 10 s model has a
+  p90 of 10 s, not 5.5 s), so check the real p90 after a rollout. The policy file has no routing
+  section: the mix is reported, not written.
 - The check replays the newest ``replay_runs`` runs through the current and the proposed policy
   sets (``agentmeter.replay``) and sums what each would have cost and decided.
 """
@@ -55,6 +58,7 @@ __all__ = [
 ]
 
 _LATENCY = ("latency_ms", "ttft_ms")
+_LATENCY_STATS = ("p50", "p90", "p95", "p99", "max", "mean", "last")  # values in ms
 _SUMS = (
     "cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "prompt_tokens", "total_tokens", "errors",
@@ -363,7 +367,7 @@ def _propose(
         found = "kept: a 'below' threshold is not tuned"
     elif cond.threshold == 0:
         found = "kept: a zero threshold is a rule, not a statistic"
-    elif cond.metric in _LATENCY:
+    elif cond.metric in _LATENCY and cond.stat in _LATENCY_STATS:
         found = _latency_tail(cond, calls, q, min_calls)
     elif cond.stat == "sum" and cond.metric in _SUMS and cond.spec is not None:
         found = _sum_tail(cond, calls, q, min_calls)
@@ -418,7 +422,8 @@ def _edits(
             continue
         item = ("policies", index[p.policy])
         when = items[index[p.policy]]["when"]
-        form = () if "metric" in when else ("any" if "any" in when else "all", p.condition)
+        combined = [k for k in ("any", "all") if k in when]
+        form = (combined[0], p.condition) if combined else ()
         edits.append(((*item, "when", *form), "above", _yaml_value(p.proposed, p.unit)))
         if p.recover_below is not None:
             edits.append((item, "recover_below", _yaml_value(p.recover_below[1], p.unit)))

@@ -312,3 +312,26 @@ def test_cli_compare_without_a_database(tmp_path):
         result.stderr.strip()
         == f"Error: no flight recorder at {tmp_path / 'none.db'} (pass --db or set AGENTMETER_DB)"
     )
+
+
+def test_since_keeps_only_recent_calls(cheaper_db):
+    conn = sqlite3.connect(cheaper_db)
+    last, total = conn.execute("SELECT max(ts), count(*) FROM agentmeter_calls").fetchone()
+    (recent,) = conn.execute(
+        "SELECT count(*) FROM agentmeter_calls WHERE ts >= ?", (last - 600,)
+    ).fetchone()
+    conn.close()
+    result = compare_db(cheaper_db, by="tag:experiment_id", since_s=600, now=last)
+    assert sum(a.calls for a in result.arms) == recent
+    assert 0 < recent < total
+
+
+def test_cli_compare_on_an_empty_recorder(tmp_path):
+    path = str(tmp_path / "empty.db")
+    Meter(db=path).close()
+    result = CliRunner().invoke(CLI, ["compare", "--db", path, "--by", "model"])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "no calls with a model value",
+        "no calls match: nothing to compare",
+    ]

@@ -37,3 +37,13 @@ def test_closed_loop(tmp_path):
     stdout, conn = run_example("closed_loop", tmp_path)
     assert "compact: context-bloat" in stdout and "downgrade: burst-budget" in stdout
     assert conn.execute("select count(distinct model) from agentmeter_calls").fetchone() == (2,)
+
+
+def test_ab_experiment(tmp_path):
+    from agentmeter.compare import compare
+
+    stdout, conn = run_example("ab_experiment", tmp_path)
+    assert stdout == f"recorded 200 runs to {tmp_path / 'ab_experiment.db'}\n"
+    (c,) = compare(conn, by="tag:experiment_id", baseline="control").comparisons
+    assert c.arm == "trimmed" and c.cost_significant and c.cost_per_run_change < -0.25
+    assert not c.latency_significant

@@ -10,11 +10,15 @@ from decimal import Decimal
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentmeter import ConfigError, FakeClock, Meter, Usage, load_policies
 from agentmeter.cli import _Group, cli
 from agentmeter.cli_optimize import register
-from agentmeter.tune import PolicyReplay, tune
+from agentmeter.policy.spec import Threshold
+from agentmeter.tune import PolicyReplay, _Call, _window_sums, tune
+from agentmeter.windows import WindowSpec
 
 START = 1_800_000_000.0
 PRICING = {
@@ -42,6 +46,9 @@ policies:
     then: [alert]
   - name: unpriced
     when: {metric: cost_unknown, stat: sum, window: 1h, scope: all, above: 0}
+    then: [alert]
+  - name: odd-latency
+    when: {anomaly: latency, last: 50, above: 6}
     then: [alert]
 """
 
@@ -239,6 +246,7 @@ def test_thresholds_without_a_rule_are_kept(tmp_path):
         "error-storm": "kept: error_rate mean is not tuned from history",
         "fast-is-suspicious": "kept: a 'below' threshold is not tuned",
         "unpriced": "kept: a zero threshold is a rule, not a statistic",
+        "odd-latency": "kept: latency_ms anomaly is not tuned from history",
     }
 
 
@@ -373,8 +381,13 @@ def test_cli_tune_prints_tables_diff_and_check(history):
             2,
             "Error: Invalid value for '--latency-p90': expected a duration like '30s', '10m' or '24h', got 'fast' (like 8s or 2500ms)",
         ),
+        (
+            ["--policies", "default", "--replay-runs", "0", "--write", "/nonexistent/p.yaml"],
+            1,
+            "Error: cannot write /nonexistent/p.yaml: No such file or directory",
+        ),
     ],
-    ids=["unknown-policies", "by-model", "bad-duration"],
+    ids=["unknown-policies", "by-model", "bad-duration", "unwritable"],
 )
 def test_cli_tune_errors(history, args, code, last_line):
     result = CliRunner().invoke(CLI, ["tune", "--db", history, *args])
@@ -382,3 +395,36 @@ def test_cli_tune_errors(history, args, code, last_line):
     assert result.stderr.splitlines()[-1] == last_line
     if code == 1:
         assert len(result.stderr.splitlines()) == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["r1", "r2", "r3"]), st.integers(0, 120), st.integers(0, 10**7)),
+        min_size=1,
+        max_size=40,
+    ),
+    st.one_of(
+        st.builds(lambda s: WindowSpec(seconds=s), st.integers(1, 300)),
+        st.builds(lambda n: WindowSpec(count=n), st.integers(1, 8)),
+    ),
+)
+def test_window_sums_equal_brute_force(steps, spec):
+    """At each call: the cost of its run's calls in (ts - window, ts], or its run's last N calls."""
+    calls, ts = [], START
+    for run_id, dt, cost in steps:
+        ts += dt
+        calls.append(_Call(run_id, ts, "m", cost, True, 1.0, None, None, {}))
+    cond = Threshold("cost_usd", "sum", spec, "run", True, 1.0, 1e9)
+    sums, keys = _window_sums(calls, cond)
+    want = []
+    for run_id in dict.fromkeys(c.run_id for c in calls):
+        mine = [c for c in calls if c.run_id == run_id]
+        for i, c in enumerate(mine):
+            if spec.seconds is not None:
+                inside = [d for d in mine[: i + 1] if c.ts - spec.seconds < d.ts]
+            else:
+                inside = mine[max(0, i + 1 - spec.count) : i + 1]
+            want.append(sum(d.cost for d in inside) * 1e-9)
+    assert keys == len({c.run_id for c in calls})
+    assert sums == pytest.approx(want, abs=1e-12)
