@@ -477,7 +477,8 @@ def _has_content_table(conn: sqlite3.Connection) -> bool:
 
 # -- retention --------------------------------------------------------------------------------
 def prune(conn: sqlite3.Connection, before_s: float, *, clock: Clock = SYSTEM_CLOCK) -> int:
-    """Delete captured content older than ``before_s`` seconds; return how many rows went.
+    """Delete captured content and cached responses older than ``before_s`` seconds (and expired
+    cache entries); return how many rows went.
 
     Calls, decisions and runs are untouched. Deleted bodies are overwritten in the file
     (``secure_delete``) and the write-ahead log is truncated, so they do not linger on disk.
@@ -491,6 +492,14 @@ def prune(conn: sqlite3.Connection, before_s: float, *, clock: Clock = SYSTEM_CL
     in_transaction = conn.in_transaction
     cursor = conn.execute("DELETE FROM agentmeter_content WHERE ts < ?", (cutoff,))
     deleted = cursor.rowcount
+    try:  # cached responses are content too: same redaction, same pruning
+        cursor = conn.execute(
+            "DELETE FROM agentmeter_cache WHERE created_at < ? OR expires_at < ?",
+            (cutoff, clock.now()),
+        )
+        deleted += cursor.rowcount
+    except sqlite3.OperationalError:  # a database from before the response cache
+        pass
     if not in_transaction and conn.in_transaction:
         conn.commit()
     if not conn.in_transaction:

@@ -69,6 +69,9 @@ class CallRecord:
     error_type: str | None
     stream: bool
     prompt_hash: str | None
+    model_version: str | None = None
+    cache_hit: bool = False
+    saved_nano_usd: int | None = None
 
     @property
     def cost(self) -> Decimal | None:
@@ -405,6 +408,9 @@ class Run:
             error_type=error_type,
             stream=stream,
             prompt_hash=phash,
+            model_version=model_version,
+            cache_hit=bool(cache_hit),
+            saved_nano_usd=saved,
         )
         self.last_record = record
         models = self._models

@@ -18,7 +18,32 @@ def test_demo_shows_the_policies_acting(tmp_path):
     result = run_demo(path, verbose=False)
     conn = sqlite3.connect(path)
     actions = {row[0] for row in conn.execute("select action from agentmeter_decisions")}
-    assert {"downgrade", "compact", "compacted", "pause", "recover", "warn", "alert"} <= actions
+    assert {
+        "downgrade",
+        "upgrade",
+        "compact",
+        "compacted",
+        "pause",
+        "recover",
+        "warn",
+        "alert",
+    } <= actions
+    # the feedback loop: a downgrade undone by bad ratings, then resumed once quality recovers
+    (upgrade_step,) = conn.execute(
+        "select step from agentmeter_decisions where action = 'upgrade'"
+    ).fetchone()
+    assert conn.execute(
+        "select model from agentmeter_calls where run_id = ? and step = ? and cache_hit = 0 order by id desc",
+        (result.run_id, upgrade_step),
+    ).fetchone() == ("gpt-4o",)
+    assert (
+        conn.execute("select count(*) from agentmeter_feedback where negative = 1").fetchone()[0]
+        >= 3
+    )
+    # and the repeated glossary lookup was served by the response cache
+    assert conn.execute(
+        "select count(*), sum(saved_nano_usd) > 0 from agentmeter_calls where cache_hit = 1"
+    ).fetchone() == (1, 1)
     models = {row[0] for row in conn.execute("select model from agentmeter_calls")}
     assert {"gpt-4o", "gpt-4o-mini"} <= models
     (calls, errors, recorded_cost) = conn.execute(

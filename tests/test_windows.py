@@ -17,7 +17,7 @@ gaps = st.floats(min_value=0, max_value=50, allow_nan=False)
 
 def brute(samples, now, spec, stat):
     if spec.seconds is not None:
-        kept = [v for ts, v in samples if ts > now - spec.seconds]
+        kept = [v for ts, v in samples if ts + spec.seconds > now]  # leaves at exactly ts + seconds
     else:
         kept = [v for _, v in samples][-spec.count :]
     if stat == "sum":
