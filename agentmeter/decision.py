@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Compact", "Decision", "Fired"]
+__all__ = ["UNRECORDED_ACTIVE", "Compact", "Decision", "Fired"]
+
+# A stateful action that stays in force is written to the flight recorder when it fires and when
+# it recovers, not again on every decision in between.
+UNRECORDED_ACTIVE = ("downgrade", "upgrade", "no_stream")
 
 
 @dataclass(frozen=True, slots=True)

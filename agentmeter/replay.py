@@ -37,7 +37,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .decision import Decision
+from .decision import UNRECORDED_ACTIVE, Decision
 from .errors import ConfigError, ReplayError
 from .policy.engine import Engine, Observation, Reservation
 from .policy.spec import PolicySet, load_policies
@@ -56,8 +56,8 @@ __all__ = [
 
 # Rows that record an act (a compaction done), not a policy's decision.
 _ACTS = ("compaction",)
-# Mirrors ``Run._report``: a still-active downgrade or no_stream is recorded once, when it fires.
-_UNRECORDED_ACTIVE = ("downgrade", "no_stream")
+# Mirrors ``Run._report``: a still-active stateful action is recorded once, when it fires.
+_UNRECORDED_ACTIVE = UNRECORDED_ACTIVE
 
 _CALL_COLUMNS = (
     "step, ts, requested_model, model, input_tokens, output_tokens, cache_read_tokens, "
@@ -455,6 +455,7 @@ class _Replayer:
         max_tokens = group.detail("max_tokens")
         if max_tokens is None and source is not None:
             max_tokens = source[16]
+        self.feed(group.ts)
         decision, reservation = self.decide(
             group.ts,
             model,
@@ -471,10 +472,28 @@ class _Replayer:
                 "under these policies it would have gone on, with calls never recorded"
             )
 
+    def feed(self, upto: float) -> None:
+        """Give the engine the quality feedback recorded up to ``upto``, as the live run had it."""
+        feedback = self.feedback
+        while feedback and feedback[0][0] <= upto:
+            ts, negative, model = feedback.popleft()
+            self.engine.observe(
+                Observation(ts, self.run_id, model, self.run_tags, {"negative": negative})
+            )
+
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> ReplayResult:
         conn = self.conn
         run_id = self.run_id
+        try:
+            self.feedback: deque[tuple[float, int, str | None]] = deque(
+                conn.execute(
+                    "SELECT ts, negative, model FROM agentmeter_feedback WHERE run_id = ? ORDER BY id",
+                    (run_id,),
+                ).fetchall()
+            )
+        except sqlite3.OperationalError:  # a database from before feedback existed
+            self.feedback = deque()
         if (
             self.started_at is None
             and not conn.execute(
@@ -547,6 +566,7 @@ class _Replayer:
                 tags = tag_cache[tags_text] = _parse_tags(tags_text)
             reservation = None
             if decided_at is not None or not decided_run:
+                self.feed(decided_at if decided_at is not None else ts - (latency or 0.0) / 1000.0)
                 live_paused = False
                 if pending and pending[0].step == step and pending[0].ts == decided_at:
                     live_paused = pending.popleft().paused

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .decision import Decision, Fired
+from .decision import UNRECORDED_ACTIVE, Decision, Fired
 from .errors import BudgetExceeded, PauseRequested
 from .meter import samples
 from .normalize import normalize_usage
@@ -558,7 +558,7 @@ class Run:
         meter = self.meter
         self.decisions.append(decision)
         for fired in decision.fired:
-            if fired.transition == "active" and fired.action in ("downgrade", "no_stream"):
+            if fired.transition == "active" and fired.action in UNRECORDED_ACTIVE:
                 continue  # the transition was recorded when it fired
             if fired.transition != "recover":
                 with self._step_lock:

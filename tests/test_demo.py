@@ -86,3 +86,16 @@ def test_demo_runs_with_the_network_disabled(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "without policies would have cost" in out.stdout
+
+
+def test_replaying_the_demo_under_its_own_policies_reproduces_it_exactly(tmp_path):
+    """Every decision of the demo, feedback-driven upgrades included, comes back in a replay."""
+    from agentmeter.replay import replay
+
+    path = tmp_path / "demo.db"
+    result = run_demo(path, verbose=False)
+    again = replay(str(path), result.run_id, policies="default")
+    assert again.removed == () and again.added == ()
+    assert len(again.kept) == len(again.recorded) >= 10
+    assert {d.action for d in again.kept} >= {"downgrade", "upgrade", "compact", "pause", "recover"}
+    assert again.counterfactual_cost == again.recorded_cost == result.cost
