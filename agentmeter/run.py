@@ -513,7 +513,7 @@ class Run:
             action=action,
             scope=denial.scope.split("|", 1)[1],
             transition="fire",
-            reason=(
+            note=(
                 f"{denial.rule.name}: every process together spent ${denial.spent_nano_usd / 1e9:,.4f} + "
                 f"in flight ${denial.held_nano_usd / 1e9:,.4f} + this call's worst case ${worst / 1e9:,.4f} "
                 f"would exceed ${cond.threshold:,.2f} (shared {denial.scope.split('|', 1)[1]})"

@@ -65,6 +65,8 @@ def shared_cap(db: str, threads: int, cap: str) -> None:
     )
     meter = agentmeter.Meter(db=db, policies=policy, pricing=PRICES)
     spent = []
+    halted = []
+    errors = []
 
     def work(t: int) -> None:
         nano = 0
@@ -80,7 +82,9 @@ def shared_cap(db: str, threads: int, cap: str) -> None:
                 )
                 nano += rec.cost_nano_usd
         except agentmeter.BudgetExceeded:
-            pass
+            halted.append(t)
+        except Exception as exc:  # pragma: no cover - reported to the parent
+            errors.append(repr(exc))
         spent.append(nano)
 
     workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
@@ -89,7 +93,7 @@ def shared_cap(db: str, threads: int, cap: str) -> None:
     for w in workers:
         w.join()
     meter.close()
-    print(json.dumps({"nano": sum(spent)}))
+    print(json.dumps({"nano": sum(spent), "halted": len(halted), "errors": errors}))
 
 
 def record_until_killed(db: str, pause_s: float) -> None:
