@@ -34,7 +34,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from .errors import ConfigError
 
@@ -345,6 +345,10 @@ def _threshold_tiers(
     return tuple(tiers)
 
 
+@overload
+def _pick(value: int | None, fallback: int) -> int: ...
+@overload
+def _pick(value: int | None, fallback: int | None) -> int | None: ...
 def _pick(value: int | None, fallback: int | None) -> int | None:
     return fallback if value is None else value
 

@@ -67,7 +67,7 @@ class RunStats:
             )
             + "."
         ]
-        if self.p90_latency_ms is not None:
+        if self.p50_latency_ms is not None and self.p90_latency_ms is not None:
             parts.append(
                 f"Latency p50 {self.p50_latency_ms / 1000:.1f}s, p90 {self.p90_latency_ms / 1000:.1f}s."
             )

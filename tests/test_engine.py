@@ -568,3 +568,39 @@ def test_anomaly_catches_a_spike_without_a_hand_set_threshold(clock):
             if any(f.transition == "fire" for f in run.decide(model="test-model").fired):
                 fired_at.append(step)
         assert fired_at == [150]
+
+
+def test_shared_cap_refuses_what_another_process_spent(tmp_path, clock):
+    """shared: true checks the database itself, so another meter's fresh spend counts at once."""
+    path = str(tmp_path / "fleet.db")
+    ps = policies(
+        rule(
+            "fleet",
+            "{metric: cost_usd, stat: sum, window: 1h, scope: all, above: $1}",
+            "[halt]",
+            "    shared: true\n",
+        )
+    )
+    a = agentmeter.Meter(db=path, policies=ps, pricing=PRICES, clock=clock, sync_s=3600)
+    b = agentmeter.Meter(db=path, policies=ps, pricing=PRICES, clock=clock, sync_s=3600)
+    try:
+        a.run("a").record(
+            model="test-model", usage=Usage(input_tokens=900_000), latency_ms=1
+        )  # $0.90
+        a.flush()
+        run_b = b.run("b")
+        ok = run_b.decide(model="test-model", prompt_tokens=50_000, max_tokens=1000)  # worst $0.052
+        assert ok.proceed
+        run_b.record(model="test-model", usage=Usage(input_tokens=50_000), latency_ms=1)
+        b.flush()
+        refused = run_b.decide(
+            model="test-model", prompt_tokens=60_000, max_tokens=1000
+        )  # 0.95 + 0.062 > 1
+        assert refused.halt
+        (fired,) = [f for f in refused.fired if f.detail.get("shared")]
+        assert fired.reason.startswith(
+            "fleet: every process together spent $0.9500 + in flight $0.0000"
+        )
+    finally:
+        a.close()
+        b.close()

@@ -314,12 +314,12 @@ class Engine:
                     wait = window.time_until_at_most(lead.t.raw - reserve, now)
                     kinds = r.kinds
                     if "pause" in kinds and wait is not None and (wait > 0 or window.reserved):
-                        action, pause_s = "pause", max(pause_s, wait if wait > 0 else 1.0)
+                        verdict, pause_s = "pause", max(pause_s, wait if wait > 0 else 1.0)
                     elif "halt" in kinds or wait is None:
-                        action, halt = "halt", True
+                        verdict, halt = "halt", True
                     else:
-                        action, pause_s = "pause", max(pause_s, wait)
-                    fired.append(_cap_fired(r, lead, window, reserve, key, action, pause_s))
+                        verdict, pause_s = "pause", max(pause_s, wait)
+                    fired.append(_cap_fired(r, lead, window, reserve, key, verdict, pause_s))
                 if not halt and pause_s <= 0 and held and reserve:
                     for window, amount in held:
                         window.reserved += amount
@@ -452,7 +452,7 @@ class _Cond:
     """A condition compiled for the hot path: its window key, scale and recovery level."""
 
     t: Threshold
-    window_key: tuple[str, WindowSpec | None]
+    window_key: tuple[str, WindowSpec]
     scale: float
     ratio: bool
     recover_raw: float
@@ -467,7 +467,8 @@ class _Cond:
             recover = t.raw * (rule.recover_ratio or 1.0)
         else:
             recover = t.raw / (rule.recover_ratio or 1.0)
-        return cls(t, (metric.sample, t.spec), scale, t.metric == "cache_hit_ratio", recover)
+        key = (metric.sample, t.spec or WindowSpec(count=1))  # specless conditions read no window
+        return cls(t, key, scale, t.metric == "cache_hit_ratio", recover)
 
     def judge(self, raw: float | None) -> tuple[bool, bool]:
         """(breached, recovered) for a measured value; an unknown value is neither."""

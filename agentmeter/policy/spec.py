@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +54,14 @@ class _LineLoader(yaml.SafeLoader):
 
 class _Lines(dict):  # type: ignore[type-arg]
     __slots__ = ("key_lines", "line")
+    line: int
+    key_lines: dict[Any, int]
 
 
 class _LinesList(list):  # type: ignore[type-arg]
     __slots__ = ("item_lines", "line")
+    line: int
+    item_lines: list[int]
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Lines:
@@ -260,7 +265,8 @@ def _when_form(value: Any) -> str:
     if isinstance(value, Mapping) and "all" in value:
         return "all-form"
     if isinstance(value, BaseModel):
-        return {AnySpec: "any-form", AllSpec: "all-form"}.get(type(value), "condition-form")
+        forms: dict[type[BaseModel], str] = {AnySpec: "any-form", AllSpec: "all-form"}
+        return forms.get(type(value), "condition-form")
     return "condition-form"
 
 
@@ -587,6 +593,7 @@ def _compile(spec: PolicySetSpec, source: str, document: Mapping[str, Any]) -> P
     for p in spec.policies:
         if not p.enabled:
             continue
+        conditions: tuple[ConditionSpec, ...]
         if isinstance(p.when, ConditionSpec):
             conditions, combine = (p.when,), "any"
         elif isinstance(p.when, AnySpec):
@@ -686,13 +693,13 @@ def parse_policies(text: str, *, source: str = "<string>") -> PolicySet:
 def _parent_fields(loc: tuple[Any, ...]) -> tuple[str, ...]:
     names = [str(p) for p in loc[:-1] if not isinstance(p, int) and p not in _FORM_TAGS]
     parent = names[-1] if names else ""
-    model: type[BaseModel] = {
+    models: dict[str, type[BaseModel]] = {
         "policies": PolicySpec,
         "when": ConditionSpec,
         "any": ConditionSpec,
         "all": ConditionSpec,
-    }.get(parent, PolicySetSpec)
-    return tuple(model.model_fields)
+    }
+    return tuple(models.get(parent, PolicySetSpec).model_fields)
 
 
 def _dedupe_union_noise(problems: list[str]) -> list[str]:
@@ -727,7 +734,7 @@ def _check_pricing(pricing: Mapping[str, Any], source: str, document: Any) -> No
         raise ConfigError("\n".join(problems), problems=problems) from None
 
 
-def load_policies(source: str | Path | PolicySet | None) -> PolicySet | None:
+def load_policies(source: str | os.PathLike[str] | PolicySet | None) -> PolicySet | None:
     """A ``PolicySet`` from a file path, a built-in name (``default``), YAML text, or one given.
 
     Built-in names are the files shipped in ``agentmeter/policies`` (``default``,
@@ -735,10 +742,10 @@ def load_policies(source: str | Path | PolicySet | None) -> PolicySet | None:
     """
     if source is None or isinstance(source, PolicySet):
         return source
-    if isinstance(source, Path) or (
+    if isinstance(source, os.PathLike) or (
         isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml"))
     ):
-        path = Path(source)
+        path = Path(source)  # type: ignore[arg-type]
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
