@@ -74,7 +74,9 @@ def test_shared_hard_cap_holds_across_processes(tmp_path):
     cap = Decimal("0.50")
     procs = [spawn("cap", db, "4", f"${cap}") for _ in range(8)]
     results = [finish(p) for p in procs]
-    assert all(r["errors"] == [] and r["halted"] == 4 for r in results)  # every thread stopped by the cap
+    assert all(
+        r["errors"] == [] and r["halted"] == 4 for r in results
+    )  # every thread stopped by the cap
     (nano,) = (
         sqlite3.connect(db).execute("select sum(cost_nano_usd) from agentmeter_calls").fetchone()
     )
