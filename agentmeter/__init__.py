@@ -26,20 +26,30 @@ from .errors import (
     ReplayError,
     StorageError,
 )
-from .meter import Meter
-from .normalize import normalize_usage
-from .pricing import PriceTable, compute_cost
-from .run import Call, CallRecord, Run
-from .stats import RunStats
 from .usage import Usage
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .integrations import litellm_callback
+    from .meter import Meter
+    from .normalize import normalize_usage
     from .policy.spec import PolicySet, load_policies, parse_policies
+    from .pricing import PriceTable, compute_cost
+    from .run import Call, CallRecord, Run
+    from .stats import RunStats
 
+# Loaded on first use, so `agentmeter --help` and a bare import stay fast (the recorder, the
+# engine, tenacity and the price table are not needed to print a help text).
 _LAZY = {
+    "Meter": ("agentmeter.meter", "Meter"),
+    "normalize_usage": ("agentmeter.normalize", "normalize_usage"),
+    "PriceTable": ("agentmeter.pricing", "PriceTable"),
+    "compute_cost": ("agentmeter.pricing", "compute_cost"),
+    "Call": ("agentmeter.run", "Call"),
+    "CallRecord": ("agentmeter.run", "CallRecord"),
+    "Run": ("agentmeter.run", "Run"),
+    "RunStats": ("agentmeter.stats", "RunStats"),
     # pydantic and YAML load on first use of a policy file, not on import
     "PolicySet": ("agentmeter.policy.spec", "PolicySet"),
     "load_policies": ("agentmeter.policy.spec", "load_policies"),

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from .meter import resolve_db_path
+from .storage import is_postgres_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,8 +27,25 @@ def db_option(func: F) -> F:
 
 
 def open_readonly(db_path: str | None) -> sqlite3.Connection:
-    """Open the flight recorder read-only; a clear ``ClickException`` if it is missing or not ours."""
+    """Open the flight recorder read-only; a clear ``ClickException`` if it is missing or not ours.
+
+    A ``postgresql://`` URL gives an in-memory SQLite snapshot of its runs, calls, decisions and
+    feedback, so every read command runs the same queries (``storage.postgres.snapshot``).
+    """
     path = resolve_db_path(db_path)
+    if is_postgres_url(path):
+        context = click.get_current_context(silent=True)
+        if context is not None and context.info_name == "tail":
+            raise click.ClickException(
+                "agentmeter tail does not follow PostgreSQL yet; use runs, show, report or export"
+            )
+        try:
+            from .storage.postgres import snapshot
+        except ImportError:
+            raise click.ClickException(
+                "reading PostgreSQL needs psycopg 3: pip install 'agentmeter[postgres]'"
+            ) from None
+        return snapshot(path)
     if not os.path.exists(path):
         raise click.ClickException(f"no flight recorder at {path} (pass --db or set AGENTMETER_DB)")
     try:

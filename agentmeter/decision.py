@@ -13,7 +13,7 @@ __all__ = ["UNRECORDED_ACTIVE", "Compact", "Decision", "Fired"]
 
 # A stateful action that stays in force is written to the flight recorder when it fires and when
 # it recovers, not again on every decision in between.
-UNRECORDED_ACTIVE = ("downgrade", "upgrade", "no_stream")
+UNRECORDED_ACTIVE = ("downgrade", "upgrade", "no_stream", "halt")
 
 
 @dataclass(frozen=True, slots=True)

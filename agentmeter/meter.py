@@ -1,4 +1,5 @@
-"""``Meter``: the flight recorder and policy engine of one agent process, in one SQLite file."""
+"""``Meter``: the flight recorder and policy engine of one agent process, in one SQLite file (or in
+a PostgreSQL database a fleet shares: ``storage.postgres``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .migrations import migrate
 from .policy.engine import Engine, Observation
 from .pricing import PriceTable
 from .recorder import Recorder, connect
+from .storage import SQLITE, Dialect, is_postgres_url
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -38,12 +40,6 @@ Compactor = Callable[[list[dict[str, Any]], int], list[dict[str, Any]]]
 
 _OPEN_METERS: weakref.WeakSet[Meter] = weakref.WeakSet()
 
-_SEED_COLUMNS = (
-    "id, ts, run_id, model, tags, cost_nano_usd, cost_status, input_tokens, output_tokens, "
-    "cache_read_tokens, cache_write_tokens, reasoning_tokens, latency_ms, ttft_ms, status, "
-    "prompt_hash, usage_status, model_version, itl_p90_ms, cache_hit"
-)
-
 
 def resolve_db_path(db: str | os.PathLike[str] | None) -> str:
     """``db`` if given, else ``$AGENTMETER_DB``, else ``./agentmeter.db``."""
@@ -53,7 +49,7 @@ def resolve_db_path(db: str | os.PathLike[str] | None) -> str:
 
 
 def observation_from_row(row: tuple[Any, ...]) -> Observation:
-    """An engine observation from a ``_SEED_COLUMNS`` row of ``agentmeter_calls``."""
+    """An engine observation from a ``Dialect.seed_columns`` row of ``agentmeter_calls``."""
     (
         _id,
         ts,
@@ -155,7 +151,8 @@ def _loads(tags: str | None) -> dict[str, Any]:
 class Meter:
     """Records every LLM call of an agent and decides, before each call, what policies ask for.
 
-    ``db``: a path (default ``$AGENTMETER_DB`` or ``./agentmeter.db``), ``":memory:"``, an open
+    ``db``: a path (default ``$AGENTMETER_DB`` or ``./agentmeter.db``), a PostgreSQL URL
+    (``postgresql://user@host:5432/dbname``; needs ``agentmeter[postgres]``), ``":memory:"``, an open
     ``sqlite3.Connection`` or a ``sqlite_utils.Database`` (the agent's own memory file is fine: only
     ``agentmeter_*`` tables are touched). ``policies``: a path, a built-in name, YAML text or a
     ``PolicySet``. ``tags`` apply to every run. ``pricing`` adds or overrides per-million-token
@@ -229,7 +226,15 @@ class Meter:
         self._closed = False
         self._sync_s = sync_s
         self._last_seen_id = 0
-        self.path, self._recorder = self._open(db)
+        self._seen_ids: set[int] = set()
+        self._sync_floor = 0  # ids up to here were there when the windows were seeded
+        self.dialect: Dialect = SQLITE
+        self.path: str | None
+        url = resolve_db_path(None) if db is None else db  # $AGENTMETER_DB may be a URL too
+        if isinstance(url, str) and is_postgres_url(url):
+            self.path, self._recorder = self._open_postgres(url)
+        else:
+            self.path, self._recorder = self._open(db)
         self.response_cache = None
         if cache_ttl is not None:
             from .cache import ResponseCache
@@ -240,11 +245,16 @@ class Meter:
             except ValueError as exc:
                 raise ConfigError(f"cache_ttl: {exc}") from None
             self.response_cache = ResponseCache(self._reader, ttl_s=ttl_s, similarity=similarity)
-        self.ledger = None
+        self.ledger: Any = None
         if self.engine is not None and self.path and any(r.shared for r in self.engine.rules):
-            from .ledger import Ledger
+            if self.dialect is SQLITE:
+                from .ledger import Ledger
 
-            self.ledger = Ledger(self.path, writer=self.writer_id)
+                self.ledger = Ledger(self.path, writer=self.writer_id)
+            else:
+                from .storage.postgres import PostgresLedger
+
+                self.ledger = PostgresLedger(self.path, writer=self.writer_id)
         _OPEN_METERS.add(self)
 
     # -- storage -------------------------------------------------------------------------------
@@ -304,20 +314,79 @@ class Meter:
         )
         return path, recorder
 
-    def _reader(self) -> sqlite3.Connection:
+    def _open_postgres(self, url: str) -> tuple[str, Recorder]:
+        """Record into PostgreSQL (psycopg 3, imported only now): migrate, seed, start the writer."""
+        try:
+            from .storage import postgres
+        except ImportError as exc:
+            raise ConfigError(
+                f"db={url.split('://')[0]}://... needs psycopg 3: pip install 'agentmeter[postgres]'"
+            ) from exc
+        self.dialect = postgres.POSTGRES
+        shown = postgres.redact_url(url)
+
+        def connect_and_migrate() -> Any:
+            c = postgres.connect(url)
+            try:
+                postgres.migrate(c)  # refuses a newer schema before anything is changed
+            except BaseException:
+                c.close()
+                raise
+            return c
+
+        try:
+            first = connect_and_migrate()
+        except StorageError:
+            raise
+        except postgres.psycopg.Error as exc:
+            self.warn_once(
+                "open",
+                f"agentmeter: cannot open the flight recorder at {shown} ({exc}); the agent keeps "
+                "running, budgets are enforced from memory, rows are buffered and retried",
+            )
+            first = None
+        if first is not None:
+            self._seed(first)
+        recorder = Recorder(
+            connect_and_migrate,
+            initial=first,
+            on_idle=self._sync_foreign if self.engine is not None else None,
+            idle_s=self._sync_s,
+            commit_fn=postgres.commit,
+            transient=postgres.transient,
+            broken=postgres.broken,
+            retry_stop_s=10.0,
+        )
+        return url, recorder
+
+    @property
+    def shown_path(self) -> str | None:
+        """``path`` as it may be shown or logged: a PostgreSQL URL without its password."""
+        if self.path is not None and self.dialect is not SQLITE:
+            from .storage.postgres import redact_url
+
+            return redact_url(self.path)
+        return self.path
+
+    def _reader(self) -> Any:
         """A connection for reads on the agent's thread (the response cache)."""
         if self.path is None:
             return self._recorder._connection()  # in memory: the one connection there is
+        if self.dialect is not SQLITE:
+            from .storage.postgres import QmarkConnection
+
+            return QmarkConnection(self.path)
         return sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         migrate(conn)
         self._seed(conn)
 
-    def _seed(self, conn: sqlite3.Connection) -> None:
+    def _seed(self, conn: Any) -> None:
         """Fill the windows of shared scopes from recorded calls, so budgets survive a restart."""
+        dialect = self.dialect
         row = conn.execute("SELECT max(id) FROM agentmeter_calls").fetchone()
-        self._last_seen_id = row[0] or 0
+        self._last_seen_id = self._sync_floor = row[0] or 0
         if self.engine is None:
             return
         now = self.clock.now()
@@ -327,41 +396,40 @@ class Meter:
             ids: set[int] = set()
             rows: list[tuple[Any, ...]] = []
             if seconds is not None:
-                for r in conn.execute(
-                    f"SELECT {_SEED_COLUMNS} FROM agentmeter_calls WHERE ts > ? ORDER BY id",
-                    (now - seconds,),
-                ):
+                for r in conn.execute(dialect.window_sql(), (now - seconds,)):
                     ids.add(r[0])
                     rows.append(r)
             if count is not None:
-                partition = {
-                    "all": "1",
-                    "model": "model",
-                }.get(kind, f"json_extract(tags, '$.{kind[4:]}')")
-                for r in conn.execute(
-                    f"SELECT {_SEED_COLUMNS} FROM (SELECT *, row_number() OVER "
-                    f"(PARTITION BY {partition} ORDER BY id DESC) AS rn FROM agentmeter_calls) "
-                    "WHERE rn <= ? ORDER BY id",
-                    (count,),
-                ):
+                for r in conn.execute(dialect.last_n_sql(kind), (count,)):
                     if r[0] not in ids:
                         rows.append(r)
                 rows.sort(key=lambda r: r[0])
             for r in rows:
                 self.engine.observe(observation_from_row(r), kinds=(kind,))
 
-    def _sync_foreign(self, conn: sqlite3.Connection) -> None:
-        """Feed calls that other processes recorded into the shared scopes' windows."""
+    def _sync_foreign(self, conn: Any) -> None:
+        """Feed calls that other processes recorded into the shared scopes' windows.
+
+        On SQLite ids grow in commit order, so reading above the highest id seen is exact. On
+        PostgreSQL a lower id can commit after a higher one: the sync looks ``sync_lag_ids`` below
+        and skips the ids it already saw (a call committed later than that is not folded in).
+        """
         assert self.engine is not None
         kinds = tuple(k for k in self.engine.scope_kinds if k != "run")
-        rows = conn.execute(
-            f"SELECT {_SEED_COLUMNS}, writer FROM agentmeter_calls WHERE id > ? ORDER BY id",
-            (self._last_seen_id,),
-        ).fetchall()
+        lag = self.dialect.sync_lag_ids
+        floor = max(self._sync_floor, self._last_seen_id - lag)
+        rows = conn.execute(self.dialect.sync_sql(), (floor,)).fetchall()
+        seen = self._seen_ids
         for r in rows:
-            self._last_seen_id = r[0]
+            if lag:
+                if r[0] in seen:
+                    continue
+                seen.add(r[0])
+            self._last_seen_id = max(self._last_seen_id, r[0])
             if r[-1] != self.writer_id and kinds:
                 self.engine.observe(observation_from_row(r[:-1]), kinds=kinds)
+        if lag and len(seen) > 2 * lag:
+            self._seen_ids = {i for i in seen if i > self._last_seen_id - lag}
 
     # -- runs ----------------------------------------------------------------------------------
     def run(
@@ -407,7 +475,7 @@ class Meter:
         """What the recorder did: committed rows, buffered rows, dropped rows, the last failure."""
         h = self._recorder.health
         return {
-            "path": self.path,
+            "path": self.shown_path,
             "committed": h.committed,
             "buffered": h.buffered,
             "dropped": h.dropped,
@@ -445,7 +513,7 @@ class Meter:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Meter db={self.path or ':memory:'} policies={self.policies.source if self.policies else None}>"
+        return f"<Meter db={self.shown_path or ':memory:'} policies={self.policies.source if self.policies else None}>"
 
 
 def _redactor(rule: Any) -> Any:

@@ -4,6 +4,10 @@ Every table is prefixed ``agentmeter_`` so the recorder can share a file with th
 memory tables. Migration names are recorded in ``_sqlite_migrations`` (sqlite-utils' table) under
 the set ``agentmeter``; a database that has a migration this version does not know was written by
 a newer agentmeter and is refused rather than guessed at.
+
+PostgreSQL runs the same list of steps, each translated to its dialect, and records the names
+in ``_agentmeter_migrations`` (see ``agentmeter.storage.postgres``): a step must stay plain SQL
+through ``db.execute`` or get a PostgreSQL override there.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The flight recorder's writer: rows go onto a queue on the agent's thread and into SQLite from one
-background thread, in batches, in WAL mode.
+background thread, in batches, in WAL mode (or into PostgreSQL: ``storage.postgres`` passes its
+own batch commit; everything below holds for both).
 
 Guarantees:
 
@@ -7,7 +8,8 @@ Guarantees:
 - The writer commits whatever is queued as soon as it can, so on a hard kill the calls lost are the
   ones recorded since the last commit: in practice the last few milliseconds (see the README's
   Reliability section for the measured loss window).
-- ``database is locked`` is retried with backoff (tenacity) and never surfaced.
+- ``database is locked`` (PostgreSQL: serialization failures, deadlocks, lost connections) is
+  retried with backoff (tenacity) and never surfaced.
 - Any other database failure (read-only file, missing directory, full disk) degrades the recorder:
   one warning, rows kept in a bounded in-memory buffer and retried every ``retry_s``; past
   ``max_buffered`` rows the oldest are dropped and counted. Recording resumes by itself when the
@@ -28,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from .clock import SYSTEM_CLOCK
 
@@ -149,18 +151,33 @@ class Recorder:
 
     def __init__(
         self,
-        connect_fn: Callable[[], sqlite3.Connection],
+        connect_fn: Callable[[], Any],
         *,
         max_batch: int = 5000,
         max_buffered: int = 200_000,
         retry_s: float = 1.0,
         idle_s: float = 1.0,
-        on_idle: Callable[[sqlite3.Connection], None] | None = None,
+        on_idle: Callable[[Any], None] | None = None,
         threaded: bool = True,
-        initial: sqlite3.Connection | None = None,
+        initial: Any = None,
+        commit_fn: Callable[[Any, dict[str, list[tuple[Any, ...]]]], None] | None = None,
+        transient: Callable[[BaseException], bool] = _is_locked,
+        broken: Callable[[Any], bool] | None = None,
+        retry_stop_s: float = 30.0,
     ) -> None:
         self._connect_fn = connect_fn
-        self._conn: sqlite3.Connection | None = initial
+        self._conn: Any = initial
+        # The storage seam: SQLite by default; PostgreSQL passes its own batch commit, what is
+        # worth retrying and how to tell a dead connection (see ``storage.postgres``).
+        self._commit_fn = commit_fn or _commit_sqlite
+        self._broken = broken
+        self._retrying = Retrying(
+            retry=retry_if_exception(transient),
+            wait=wait_random_exponential(multiplier=0.005, max=0.5),
+            stop=stop_after_delay(retry_stop_s),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._backlog: deque[tuple[str, tuple[Any, ...]]] = deque()
         self.max_batch = max_batch
@@ -218,7 +235,7 @@ class Recorder:
         if self._conn is not None:
             try:
                 self._conn.close()
-            except sqlite3.Error:
+            except Exception:
                 pass
             self._conn = None
 
@@ -273,7 +290,7 @@ class Recorder:
         except Exception as exc:  # a failing sync must never kill the writer
             log.debug("agentmeter: idle sync failed: %s", exc)
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> Any:
         if self._conn is None:
             self._conn = self._connect_fn()
         return self._conn
@@ -305,39 +322,24 @@ class Recorder:
             self.health.degraded = False
             log.warning("agentmeter: the flight recorder is writable again; recording resumed")
 
-    @retry(
-        retry=retry_if_exception(_is_locked),
-        wait=wait_random_exponential(multiplier=0.005, max=0.5),
-        stop=stop_after_delay(30),
-        reraise=True,
-    )
     def _commit(self, rows: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
-        try:
-            conn = self._connection()
-        except sqlite3.Error:
-            self._conn = None
-            raise
+        """Commit ``rows`` in one transaction, retrying transient failures (locked, serialization)."""
         grouped: dict[str, list[tuple[Any, ...]]] = {}
         for kind, row in rows:
             grouped.setdefault(kind, []).append(row)
+        self._retrying(self._commit_once, grouped)
+
+    def _commit_once(self, grouped: dict[str, list[tuple[Any, ...]]]) -> None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for kind in _ORDER:
-                if kind in grouped:
-                    conn.executemany(_SQL[kind], grouped[kind])
-            # A shared reservation ends in the transaction that commits its call's real cost, so
-            # other processes never see the budget both released and not yet spent.
-            released = [(r[_RESERVATION],) for r in grouped.get("call", ()) if r[_RESERVATION]]
-            released += grouped.get("release", [])
-            if released:
-                conn.executemany(_RELEASE_SQL, released)
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            conn = self._connection()
+        except Exception:
+            self._conn = None
             raise
+        self._commit_fn(conn, grouped)
+
+    def _before_retry(self, state: Any) -> None:
+        if self._broken is not None and self._conn is not None and self._broken(self._conn):
+            self._conn_reset()  # a lost connection: the retry reconnects
 
     @staticmethod
     def _redact_content(backlog: deque[tuple[str, tuple[Any, ...]]]) -> None:
@@ -401,6 +403,28 @@ class Recorder:
         if self._conn is not None:
             try:
                 self._conn.close()
-            except sqlite3.Error:
+            except Exception:
                 pass
             self._conn = None
+
+
+def _commit_sqlite(conn: sqlite3.Connection, grouped: dict[str, list[tuple[Any, ...]]]) -> None:
+    """Insert one batch in one ``BEGIN IMMEDIATE`` transaction."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for kind in _ORDER:
+            if kind in grouped:
+                conn.executemany(_SQL[kind], grouped[kind])
+        # A shared reservation ends in the transaction that commits its call's real cost, so
+        # other processes never see the budget both released and not yet spent.
+        released = [(r[_RESERVATION],) for r in grouped.get("call", ()) if r[_RESERVATION]]
+        released += grouped.get("release", [])
+        if released:
+            conn.executemany(_RELEASE_SQL, released)
+        conn.execute("COMMIT")
+    except BaseException:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        raise

@@ -415,8 +415,9 @@ class Run:
         self.last_record = record
         models = self._models
         models[step] = model
-        if len(models) > 4096:  # feedback by step looks back this far
-            del models[next(iter(models))]
+        if len(models) > 8192:  # feedback by step looks back at least 4096 calls
+            for old in list(itertools.islice(models, 4096)):
+                del models[old]
         return record
 
     # -- deciding --------------------------------------------------------------------------------
@@ -439,9 +440,9 @@ class Run:
         if engine is None:
             return Decision(model=model, requested_model=model, step=self.step + 1)
         self._release_pending()
-        if prompt_tokens is None and messages is not None and engine.needs_prompt_tokens:
-            prompt_tokens = meter.count_tokens(model, messages)
         prices = meter.prices
+        if prompt_tokens is None and messages is not None and engine.needs_prompt_tokens:
+            prompt_tokens = self._prompt_tokens(model, messages, max_tokens, tags)
 
         def worst_case(chosen: str) -> int | None:
             return prices.worst_case_nano_usd(chosen, prompt_tokens or 0, max_tokens)
@@ -536,6 +537,34 @@ class Run:
             ),
             None,
         )
+
+    def _prompt_tokens(
+        self, model: str, messages: Any, max_tokens: int | None, tags: Mapping[str, Any] | None
+    ) -> int:
+        """The prompt size decide() works with: a cheap upper bound when it cannot change a thing.
+
+        Every token is at least one byte, so the UTF-8 size of the messages (plus a few tokens of
+        framing each) bounds the prompt from above. Counting exactly with a tokenizer costs tens of
+        microseconds and more under load, so it is done only when the bound could matter: when it
+        passes a ``stat: next`` threshold, or its worst-case cost would not fit under a hard cap.
+        """
+        meter = self.meter
+        engine = meter.engine
+        assert engine is not None
+        bound = prompt_upper_bound(messages)
+        if bound is not None and bound <= engine.next_threshold:
+            if not engine.hard_caps:
+                return bound
+            room = engine.cap_room(
+                now=meter.clock.now(),
+                run_id=self.run_id,
+                model=model,
+                tags=self.tags if not tags else {**self.tags, **tags},
+            )
+            worst = meter.prices.worst_case_nano_usd(model, bound, max_tokens)
+            if room is None or (worst is not None and worst <= room):
+                return bound
+        return meter.count_tokens(model, messages)
 
     def _release_pending(self) -> None:
         local = self._local
@@ -985,6 +1014,29 @@ class Call:
             stream=self.stream,
             max_tokens=self.max_tokens,
         )
+
+
+def prompt_upper_bound(messages: Any) -> int | None:
+    """An upper bound on a prompt's tokens: its UTF-8 bytes plus 8 per message (None: unknown shape)."""
+    try:
+        if isinstance(messages, str):
+            return len(messages.encode("utf-8")) + 8
+        total = 8
+        for message in messages:
+            content = message.get("content") if isinstance(message, Mapping) else message
+            if isinstance(content, str):
+                total += len(content.encode("utf-8")) + 8
+            else:
+                total += len(json.dumps(content, default=str).encode("utf-8")) + 8
+            name = message.get("name") if isinstance(message, Mapping) else None
+            if isinstance(name, str):
+                total += len(name.encode("utf-8"))
+            tools = message.get("tool_calls") if isinstance(message, Mapping) else None
+            if tools:
+                total += len(json.dumps(tools, default=str).encode("utf-8"))
+        return total
+    except Exception:
+        return None
 
 
 def normalize_usage_safely(payload: Any) -> Usage | None:

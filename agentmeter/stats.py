@@ -6,7 +6,6 @@ step and put the answer into its own reflection (``Run.summary_for_prompt``).
 
 from __future__ import annotations
 
-from bisect import insort
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -124,7 +123,7 @@ class RunTally:
             self.spent_nano += cost_nano
             self.recent.append((ts, cost_nano))
         if latency_ms is not None and not error:
-            insort(self.latencies, latency_ms)
+            self.latencies.append(latency_ms)  # sorted when asked: appending is all a call pays
         if buckets is not None:
             inp, out, cread, cwrite, reasoning = buckets
             self.input += inp
@@ -139,6 +138,7 @@ class RunTally:
             recent.popleft()
         last_10m = sum(c for ts, c in recent if ts > now - 600)
         prompt = self.input + self.cache_read + self.cache_write
+        self.latencies.sort()  # nearly sorted after the first time: Timsort is linear then
         return RunStats(
             calls=self.calls,
             errors=self.errors,

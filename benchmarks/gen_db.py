@@ -45,7 +45,14 @@ from agentmeter.pricing import PriceTable, cost_nano_usd
 from agentmeter.recorder import CALL_COLUMNS, DECISION_COLUMNS, RUN_COLUMNS
 from agentmeter.usage import Usage
 
-__all__ = ["GEN_COLUMNS", "GenStats", "generate", "insert_sql", "to_call_columns"]
+__all__ = [
+    "GEN_COLUMNS",
+    "GenStats",
+    "column_defaults",
+    "generate",
+    "insert_sql",
+    "to_call_columns",
+]
 
 
 # The call columns this generator fills, in the order it builds rows. ``to_call_columns`` turns
@@ -65,13 +72,31 @@ def insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
-def to_call_columns(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """``GEN_COLUMNS`` rows in ``CALL_COLUMNS`` order (the same list if the orders agree)."""
+def column_defaults(conn: sqlite3.Connection, table: str = "agentmeter_calls") -> dict[str, Any]:
+    """Each column's declared default value (None when it has none), read from the schema."""
+    defaults: dict[str, Any] = {}
+    for _, name, _, _, default, _ in conn.execute(f"PRAGMA table_info({table})"):
+        defaults[name] = (
+            None if default is None else conn.execute(f"SELECT {default}").fetchone()[0]
+        )
+    return defaults
+
+
+def to_call_columns(
+    rows: list[tuple[Any, ...]], defaults: dict[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
+    """``GEN_COLUMNS`` rows in ``CALL_COLUMNS`` order (the same list if the orders agree).
+
+    A column the generator does not fill gets its default from ``defaults`` (see
+    ``column_defaults``; a ``NOT NULL DEFAULT 0`` column must not get NULL), else NULL.
+    """
     if tuple(CALL_COLUMNS) == GEN_COLUMNS:
         return rows
-    missing = len(GEN_COLUMNS)  # index of the None appended to each row
-    pick = itemgetter(*(GEN_COLUMNS.index(c) if c in GEN_COLUMNS else missing for c in CALL_COLUMNS))
-    return [pick((*row, None)) for row in rows]
+    extra = [c for c in CALL_COLUMNS if c not in GEN_COLUMNS]
+    fill = tuple((defaults or {}).get(c) for c in extra)
+    index = {c: i for i, c in enumerate((*GEN_COLUMNS, *extra))}
+    pick = itemgetter(*(index[c] for c in CALL_COLUMNS))
+    return [pick((*row, *fill)) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +175,7 @@ class GenStats:
     last_ts: float
 
     def describe(self) -> str:
+        """One line: what was written, over how long, in how much time, where."""
         return (
             f"{self.calls:,} calls, {self.runs:,} runs, {self.decisions:,} decisions, "
             f"{self.tenants} tenants over {(self.last_ts - self.first_ts) / 86400:.1f} days "
@@ -177,6 +203,7 @@ class _World:
 
 
 def _cumulative(weights: list[float]) -> list[float]:
+    """Running sums of ``weights`` (``random.choices``' ``cum_weights``)."""
     total = 0.0
     out = []
     for w in weights:
@@ -200,7 +227,9 @@ def _start_times(rng: random.Random, count: int, first: float, last: float) -> l
         t = first + rng.random() * span
         hour = (t % 86400) / 3600
         # Busy from 08:00 to 20:00, a quieter night (a quarter of the daytime rate).
-        level = 0.25 + 0.75 * max(0.0, math.sin(math.pi * (hour - 6) / 16)) if 6 <= hour <= 22 else 0.25
+        level = (
+            0.25 + 0.75 * max(0.0, math.sin(math.pi * (hour - 6) / 16)) if 6 <= hour <= 22 else 0.25
+        )
         if rng.random() < level:
             out.append(t)
     out.sort()
@@ -208,7 +237,13 @@ def _start_times(rng: random.Random, count: int, first: float, last: float) -> l
 
 
 def _split_prompt(
-    rng: random.Random, cache: str, prompt: int, previous: int, system: int, step: int, long_ttl: bool
+    rng: random.Random,
+    cache: str,
+    prompt: int,
+    previous: int,
+    system: int,
+    step: int,
+    long_ttl: bool,
 ) -> tuple[int, int, int, int]:
     """Split a prompt into (input, cache read, cache write, cache write 1h) the way the provider bills it."""
     if cache == "openai":
@@ -238,6 +273,7 @@ def _decision(
     run_id: str,
     step: int,
     ts: float,
+    *,
     policy: str,
     metric: str,
     value: float,
@@ -247,8 +283,9 @@ def _decision(
     reason: str,
     **extra: Any,
 ) -> tuple[Any, ...]:
-    """A row of ``agentmeter_decisions`` shaped like ``Run._decision_row``."""
+    """A row of ``agentmeter_decisions`` shaped like ``Run._decision_row`` (a transition to fire)."""
     detail = {"transition": "fire", "reason": reason, "stat": stat, **extra}
+    scope = f"run {run_id}"
     return (
         run_id,
         step,
@@ -258,7 +295,7 @@ def _decision(
         value,
         threshold,
         action,
-        f"run {run_id}",
+        scope,
         json.dumps(detail, sort_keys=True),
     )
 
@@ -334,13 +371,13 @@ def _one_run(
         if context > COMPACT_ABOVE:
             decision_rows.append(
                 _decision(
-                    run_id, step, ts, "context-bloat", "prompt_tokens", float(context), 100000.0,
-                    "compact", "next",
-                    f"context-bloat: prompt_tokens next over the next call = {context:,} tokens > "
-                    f"100,000 tokens (run {run_id}) -> compact",
+                    run_id, step, ts, policy="context-bloat", metric="prompt_tokens",
+                    value=float(context), threshold=100000.0, action="compact", stat="next",
+                    reason=f"context-bloat: prompt_tokens next over the next call = {context:,} "
+                    f"tokens > 100,000 tokens (run {run_id}) -> compact",
                     target_tokens=COMPACT_TO,
                 )
-            )
+            )  # fmt: skip
             context = COMPACT_TO
         prompt = context
         if retry_hash is not None:
@@ -351,12 +388,13 @@ def _one_run(
             if repeats == 4:
                 decision_rows.append(
                     _decision(
-                        run_id, step, ts, "runaway-loop", "repeated_prompt", 4.0, 3.0, "pause",
-                        "repeats",
-                        f"runaway-loop: repeated_prompt repeats over last 20 calls = 4 > 3 (run {run_id}) -> pause",
+                        run_id, step, ts, policy="runaway-loop", metric="repeated_prompt",
+                        value=4.0, threshold=3.0, action="pause", stat="repeats",
+                        reason=f"runaway-loop: repeated_prompt repeats over last 20 calls = 4 > 3 "
+                        f"(run {run_id}) -> pause",
                         pause_s=30.0,
                     )
-                )
+                )  # fmt: skip
                 ts += 30.0
         else:
             phash = f"{rng.getrandbits(64):016x}"
@@ -371,18 +409,17 @@ def _one_run(
             reserved = prices.worst_case_nano_usd(model, prompt, max_tokens)
         if rand() < ERROR_SHARE:
             error_type = choices(world.errors, cum_weights=world.error_weights)[0]
-            latency = (
-                uniform(30000, 60000) if error_type == "APITimeoutError" else uniform(40, 400)
-            )
+            latency = uniform(30000, 60000) if error_type == "APITimeoutError" else uniform(40, 400)
             ts += latency / 1000.0
-            call_rows.append(
-                (
-                    run_id, step, ts, requested, model, None, None, None, None, None, None, None,
-                    "unknown", None, "unknown_usage", latency, None, pre_ms, None, "error",
-                    error_type, 1 if stream else 0, phash, max_tokens, reserved, decided_at,
-                    decided_prompt, tags_json, writer,
-                )
-            )
+            # GEN_COLUMNS order; a failed attempt has no usage and no cost
+            call_rows.append((
+                run_id, step, ts, requested, model, None,
+                None, None, None, None, None, None, "unknown",
+                None, "unknown_usage",
+                latency, None, pre_ms, None, "error", error_type,
+                1 if stream else 0, phash, max_tokens, reserved, decided_at, decided_prompt,
+                tags_json, writer,
+            ))  # fmt: skip
             retry_hash = phash if error_type != "BadRequestError" else None
             if step == steps:
                 status = "error"
@@ -407,18 +444,14 @@ def _one_run(
         latency = pre_ms + ttft + out / active.tokens_per_s * 1000.0 * uniform(0.8, 1.3) + post_ms
         ts += latency / 1000.0
         rates = prices.rates(model)
-        call_rows.append(
-            (
-                run_id, step, ts, requested, model,
-                rates.provider if rates is not None else "hosted_vllm",
-                inp, out, cread, cwrite, reasoning, cwrite_1h,
-                "estimated" if estimated else "reported",
-                cost, "ok" if cost is not None else "unknown_model",
-                latency, ttft if stream else None, pre_ms, post_ms, "ok", None,
-                1 if stream else 0, phash, max_tokens, reserved, decided_at, decided_prompt,
-                tags_json, writer,
-            )
-        )
+        call_rows.append((  # GEN_COLUMNS order
+            run_id, step, ts, requested, model, rates.provider if rates is not None else "hosted_vllm",
+            inp, out, cread, cwrite, reasoning, cwrite_1h, "estimated" if estimated else "reported",
+            cost, "ok" if cost is not None else "unknown_model",
+            latency, ttft if stream else None, pre_ms, post_ms, "ok", None,
+            1 if stream else 0, phash, max_tokens, reserved, decided_at, decided_prompt,
+            tags_json, writer,
+        ))  # fmt: skip
         previous_prompt = prompt
         context = prompt + out + randint(100, 2500)  # the answer and a tool result join the context
         if cost is not None:
@@ -431,21 +464,22 @@ def _one_run(
                 downgraded = True
                 decision_rows.append(
                     _decision(
-                        run_id, step + 1, ts, "burst-budget", "cost_usd", burst_total / 1e9, 2.0,
-                        "downgrade", "sum",
-                        f"burst-budget: cost_usd sum over 10m = ${burst_total / 1e9:,.2f} > $2.00 "
-                        f"(run {run_id}) -> downgrade",
+                        run_id, step + 1, ts, policy="burst-budget", metric="cost_usd",
+                        value=burst_total / 1e9, threshold=2.0, action="downgrade", stat="sum",
+                        reason=f"burst-budget: cost_usd sum over 10m = ${burst_total / 1e9:,.2f} > "
+                        f"$2.00 (run {run_id}) -> downgrade",
                         requested_model=requested, model=LADDER[requested],
                     )
-                )
+                )  # fmt: skip
             if spent > RUN_CAP_NANO:
                 decision_rows.append(
                     _decision(
-                        run_id, step + 1, ts, "run-cap", "cost_usd", spent / 1e9, 20.0, "halt",
-                        "sum",
-                        f"run-cap: cost_usd sum over 24h = ${spent / 1e9:,.2f} > $20.00 (run {run_id}) -> halt",
+                        run_id, step + 1, ts, policy="run-cap", metric="cost_usd",
+                        value=spent / 1e9, threshold=20.0, action="halt", stat="sum",
+                        reason=f"run-cap: cost_usd sum over 24h = ${spent / 1e9:,.2f} > $20.00 "
+                        f"(run {run_id}) -> halt",
                     )
-                )
+                )  # fmt: skip
                 status = "halted"
                 break
         ts += uniform(0.05, 3.0)  # the agent thinks, calls tools
@@ -519,9 +553,10 @@ def generate(
     conn.execute("BEGIN")
     conn.executemany(insert_sql("agentmeter_runs", RUN_COLUMNS), runs)
     sql = insert_sql("agentmeter_calls", CALL_COLUMNS)
+    defaults = column_defaults(conn)
     chunk = 100_000
     for i in range(0, len(call_rows), chunk):
-        conn.executemany(sql, to_call_columns(call_rows[i : i + chunk]))
+        conn.executemany(sql, to_call_columns(call_rows[i : i + chunk], defaults))
     conn.executemany(insert_sql("agentmeter_decisions", DECISION_COLUMNS), decision_rows)
     conn.execute("COMMIT")
     if progress:
@@ -545,12 +580,18 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: ``gen_db.py OUT.db --calls N [--days D] [--seed S] [--tenants T]``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out", help="database file to create (replaced if it exists)")
-    parser.add_argument("--calls", type=int, default=1_000_000, help="calls to write (default 1,000,000)")
-    parser.add_argument("--days", type=float, default=30.0, help="time span ending now (default 30)")
+    parser.add_argument(
+        "--calls", type=int, default=1_000_000, help="calls to write (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--days", type=float, default=30.0, help="time span ending now (default 30)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--tenants", type=int, default=40, help="number of tenants (default 40)")
     args = parser.parse_args(argv)
-    stats = generate(args.out, args.calls, days=args.days, seed=args.seed, tenants=args.tenants, progress=True)
+    stats = generate(
+        args.out, args.calls, days=args.days, seed=args.seed, tenants=args.tenants, progress=True
+    )
     print(stats.describe())
     return 0
 

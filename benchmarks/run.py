@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,38 +67,40 @@ BENCH_TAGS = {"tenant": "tenant-000", "user": "tenant-000-u0001", "feature": "su
 
 @dataclass(frozen=True)
 class Config:
-    """Sizes of one benchmark pass (``--quick`` shrinks them)."""
+    """Sizes of one benchmark pass: the full pass by default, ``QUICK`` shrinks them."""
 
-    quick: bool
     workdir: Path
-    subprocess_runs: int  # timed runs of each CLI/import command
-    record_rounds: int  # rounds x batch record calls (and as many OTel spans)
-    record_batch: int
-    throughput_rows: int
-    throughput_threads: int
-    big_calls: int  # the "1M" database
-    small_calls: int
-    decide_rounds: int
-    decide_batch: int
-    completion_rounds: int
-    completion_batch: int
-    replay_budget_s: float  # time box of the engine-loop stand-in
-    replay_calls: int  # calls of the replayed run actually replayed
-    memory_calls: int
-    memory_checkpoints: tuple[int, ...]
-    big_db: Path | None  # reuse this database instead of generating one
+    quick: bool = False
+    big_db: Path | None = None  # reuse this database instead of generating one
+    subprocess_runs: int = 8  # timed runs of each CLI/import command
+    record_rounds: int = 400  # rounds x batch record calls (and as many OTel spans)
+    record_batch: int = 50
+    throughput_rows: int = 300_000
+    throughput_threads: int = 4
+    big_calls: int = 1_000_000  # the "1M" database
+    small_calls: int = 1_000
+    decide_rounds: int = 150
+    decide_batch: int = 20
+    completion_rounds: int = 100
+    completion_batch: int = 5
+    replay_budget_s: float = 15.0  # time box of the engine-loop stand-in
+    replay_calls: int = 50_000  # calls of the replayed run actually replayed
+    memory_calls: int = 1_000_000
+    memory_checkpoints: tuple[int, int, int] = (100_000, 500_000, 1_000_000)
 
-    @classmethod
-    def build(cls, quick: bool, workdir: Path, big_db: Path | None) -> Config:
-        if quick:
-            return cls(
-                quick, workdir, 4, 100, 50, 100_000, 4, 200_000, 1_000, 60, 20, 20, 5, 4.0, 20_000,
-                200_000, (20_000, 100_000, 200_000), big_db,
-            )  # fmt: skip
-        return cls(
-            quick, workdir, 8, 400, 50, 300_000, 4, 1_000_000, 1_000, 150, 20, 60, 5, 15.0, 50_000,
-            1_000_000, (100_000, 500_000, 1_000_000), big_db,
-        )  # fmt: skip
+
+QUICK: dict[str, Any] = dict(
+    subprocess_runs=4,
+    record_rounds=100,
+    throughput_rows=100_000,
+    big_calls=200_000,
+    decide_rounds=60,
+    completion_rounds=40,
+    replay_budget_s=4.0,
+    replay_calls=20_000,
+    memory_calls=200_000,
+    memory_checkpoints=(20_000, 100_000, 200_000),
+)
 
 
 @dataclass
@@ -116,10 +119,13 @@ class Results:
     """Everything a pass measured: headline rows, reference figures, detail sections."""
 
     figures: list[Figure] = field(default_factory=list)
-    references: list[tuple[str, str, str]] = field(default_factory=list)  # name, measured, design.md
+    references: list[tuple[str, str, str]] = field(
+        default_factory=list
+    )  # name, measured, design.md
     details: list[str] = field(default_factory=list)  # markdown blocks
 
     def ref(self, name: str, measured: str, design: str = "") -> None:
+        """Add a reference figure (and design.md's figure for it, if any)."""
         self.references.append((name, measured, design))
 
 
@@ -154,10 +160,13 @@ def interleaved_us(
 
 
 def median(values: list[float]) -> float:
+    """The median of ``values``."""
     return statistics.median(values)
 
 
-def wall_s(cmd: list[str], runs: int, *, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+def wall_s(
+    cmd: list[str], runs: int, *, env: dict[str, str] | None = None
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     """Median wall time of ``runs`` runs of ``cmd`` (after one untimed warm-up) and the last result."""
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     times = []
@@ -168,8 +177,13 @@ def wall_s(cmd: list[str], runs: int, *, env: dict[str, str] | None = None) -> t
     return median(times), result
 
 
-def profile_top(fn: Callable[[], object], *, limit: int = 14, sort: str = "tottime") -> str:
-    """cProfile's top ``limit`` entries of ``fn()`` (sorted by own time), as text."""
+def profile_top(
+    fn: Callable[[], object], *, limit: int = 14, sort: str = "tottime", only: str | None = None
+) -> str:
+    """cProfile's top ``limit`` entries of ``fn()`` (sorted by own time), as text.
+
+    ``only``: a regular expression on the full ``path:line(function)`` of the entries to keep.
+    """
     profiler = cProfile.Profile()
     profiler.enable()
     try:
@@ -178,8 +192,16 @@ def profile_top(fn: Callable[[], object], *, limit: int = 14, sort: str = "totti
         profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
-    stats.strip_dirs().sort_stats(sort).print_stats(limit)
+    if only is None:
+        stats.strip_dirs().sort_stats(sort).print_stats(limit)
+    else:
+        stats.sort_stats(sort).print_stats(only, limit)
     text = out.getvalue()
+    if only is not None:  # shorten the paths kept
+        text = text.replace(str(Path(__file__).resolve().parent.parent) + "/", "")
+        text = text.replace(str(Path(os.__file__).parent) + "/", "")
+        site = next((p for p in sys.path if p.endswith("site-packages")), None)
+        text = text.replace(site + "/", "") if site else text
     start = text.find("   ncalls")
     head = [line for line in text[:start].splitlines() if "function calls" in line]
     return "\n".join([*head, text[start:].rstrip()])
@@ -200,15 +222,18 @@ def rss_mb() -> float:
 
 
 def fmt_rate(rows_per_s: float) -> str:
+    """``123,456 rows/s``."""
     return f"{rows_per_s:,.0f} rows/s"
 
 
 def verdict(passed: bool | None) -> str:
+    """PASS, **MISS** or n/a (not measured)."""
     return {True: "PASS", False: "**MISS**", None: "n/a"}[passed]
 
 
 @contextmanager
 def quiet_logs() -> Iterator[None]:
+    """Silence the ``agentmeter`` logger (a breached cap logs on every decide) for the block."""
     logger = logging.getLogger("agentmeter")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
@@ -236,6 +261,7 @@ def bytecode_env(cfg: Config) -> dict[str, str]:
 
 
 def fresh_db(cfg: Config, name: str) -> str:
+    """A path in the work directory with no database (nor WAL/SHM files) at it."""
     path = cfg.workdir / name
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -266,7 +292,9 @@ def bench_import(cfg: Config, res: Results) -> None:
         "import agentmeter, sys; "
         "print(','.join(m for m in ('litellm', 'scipy', 'numpy', 'pydantic', 'yaml', 'sqlite_utils', 'tenacity') if m in sys.modules))"
     )
-    loaded = subprocess.run([py, "-c", probe], capture_output=True, text=True).stdout.strip().split(",")
+    loaded = (
+        subprocess.run([py, "-c", probe], capture_output=True, text=True).stdout.strip().split(",")
+    )
     heavy = [m for m in ("litellm", "scipy", "numpy") if m in loaded]
     ok = import_s <= 0.100 and not heavy
     res.figures.append(
@@ -319,7 +347,10 @@ def bench_cli(cfg: Config, res: Results) -> None:
     help_s, result = wall_s([*cmd, "--help"], cfg.subprocess_runs, env=env)
     pass_s, _ = wall_s([sys.executable, "-c", "pass"], cfg.subprocess_runs, env=env)
     as_is_s, _ = wall_s([*cmd, "--help"], cfg.subprocess_runs)
-    res.ref("`agentmeter --help` as this machine runs it (PYTHONDONTWRITEBYTECODE=1)", f"{as_is_s:.3f} s")
+    res.ref(
+        "`agentmeter --help` as this machine runs it (PYTHONDONTWRITEBYTECODE=1)",
+        f"{as_is_s:.3f} s",
+    )
     ratio = help_s / pass_s
     ok = result.returncode == 0 and help_s <= 0.3 and ratio <= 4.0
     res.figures.append(
@@ -406,7 +437,11 @@ def bench_record(cfg: Config, res: Results) -> None:
             profile=lambda: profile_record(cfg),
         )
     )
-    res.ref("OpenTelemetry SDK span, 10 attributes, BatchSpanProcessor + InMemorySpanExporter", f"{span:.1f} us", "20-30 us")
+    res.ref(
+        "OpenTelemetry SDK span, 10 attributes, BatchSpanProcessor + InMemorySpanExporter",
+        f"{span:.1f} us",
+        "20-30 us",
+    )
     p90 = statistics.quantiles(samples["record"], n=10)[-1]
     res.details.append(
         f"`run.record`: median {rec:.2f} us, p90 of batch means {p90:.2f} us over "
@@ -435,8 +470,14 @@ def bench_record(cfg: Config, res: Results) -> None:
         rounds=40,
         batch=50,
     )
-    res.ref("`litellm.cost_per_token` (gpt-4o, with cache reads)", f"{median(ref['cost_per_token']):.1f} us", "80-150 us")
-    res.ref("`agentmeter.pricing.cost_nano_usd` (same call)", f"{median(ref['cost_nano_usd']):.2f} us")
+    res.ref(
+        "`litellm.cost_per_token` (gpt-4o, with cache reads)",
+        f"{median(ref['cost_per_token']):.1f} us",
+        "80-150 us",
+    )
+    res.ref(
+        "`agentmeter.pricing.cost_nano_usd` (same call)", f"{median(ref['cost_nano_usd']):.2f} us"
+    )
     put_samples = []
     for _ in range(20):
         t0 = time.perf_counter_ns()
@@ -449,6 +490,7 @@ def bench_record(cfg: Config, res: Results) -> None:
 
 
 def profile_record(cfg: Config) -> str:
+    """cProfile of 20,000 ``run.record`` calls (default policies, file DB)."""
     import agentmeter
 
     meter = agentmeter.Meter(db=fresh_db(cfg, "profile-record.db"), policies="default")
@@ -538,7 +580,8 @@ def raw_sqlite_throughput(cfg: Config, name: str, *, batch: int = 1000) -> float
     tags = json.dumps({"tenant": "tenant-0"})
     # The same interleaving of run ids a multi-threaded meter produces.
     rows = gen_db.to_call_columns(
-        [template_row(f"run-{i % threads}", i // threads, now + i * 1e-6, tags) for i in range(n)]
+        [template_row(f"run-{i % threads}", i // threads, now + i * 1e-6, tags) for i in range(n)],
+        gen_db.column_defaults(conn),
     )
     t0 = time.perf_counter()
     for i in range(0, n, batch):
@@ -572,7 +615,11 @@ def bench_throughput(cfg: Config, res: Results) -> None:
             profile=lambda: profile_throughput(cfg),
         )
     )
-    res.ref("raw sqlite3 `executemany`, batches of 1,000 agentmeter call rows (WAL, NORMAL, same indexes)", fmt_rate(raw), "150,000 rows/s (20 columns)")
+    res.ref(
+        "raw sqlite3 `executemany`, batches of 1,000 agentmeter call rows (WAL, NORMAL, same indexes)",
+        fmt_rate(raw),
+        "150,000 rows/s (20 columns)",
+    )
     res.details.append(
         "| recording throughput | rows/s | share of raw sqlite3 |\n| --- | --- | --- |\n"
         f"| meter, default policies | {with_policies:,.0f} | {with_policies / raw:.0%} |\n"
@@ -600,19 +647,17 @@ def profile_throughput(cfg: Config) -> str:
     agent_side = profile_top(produce, limit=10)
     meter.close()
     # The writer's side: the recorder's commit of the same rows, on this thread.
+    from agentmeter.migrations import migrate
     from agentmeter.recorder import connect
 
-    path = fresh_db(cfg, "profile-writer.db")
-    from agentmeter.migrations import migrate
-
-    def connect_fn() -> sqlite3.Connection:
-        conn = connect(path)
-        migrate(conn)
-        return conn
-
-    recorder = Recorder(connect_fn, threaded=False)
+    conn = connect(fresh_db(cfg, "profile-writer.db"))
+    migrate(conn)
+    recorder = Recorder(lambda: conn, threaded=False)
     tags = json.dumps({"tenant": "acme"})
-    calls = gen_db.to_call_columns([template_row("run-0", i, time.time(), tags) for i in range(100_000)])
+    calls = gen_db.to_call_columns(
+        [template_row("run-0", i, time.time(), tags) for i in range(100_000)],
+        gen_db.column_defaults(conn),
+    )
     rows = [("call", row) for row in calls]
 
     def commit() -> None:
@@ -621,7 +666,9 @@ def profile_throughput(cfg: Config) -> str:
 
     writer_side = profile_top(commit, limit=8)
     recorder.close()
-    return f"recording thread (50,000 calls):\n{agent_side}\n\nwriter (100,000 rows):\n{writer_side}"
+    return (
+        f"recording thread (50,000 calls):\n{agent_side}\n\nwriter (100,000 rows):\n{writer_side}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -663,30 +710,49 @@ class DecideResult:
     fired: str
 
 
-def decide_on(cfg: Config, db: str, policies: Any) -> DecideResult:
-    """Open a meter on ``db`` (windows seeded from it), record 20 calls in a run, time ``decide``."""
+def decide_pair(cfg: Config, dbs: tuple[str, ...], policies: Any) -> list[DecideResult]:
+    """``run.decide`` on each of ``dbs``, timed side by side (batches alternate between them).
+
+    On each DB: open a meter (windows seeded from it), start a run, record 20 calls (every policy
+    under its threshold), then time ``decide(model="gpt-4o", prompt_tokens=2000, max_tokens=512)``.
+    """
     import agentmeter
 
-    t0 = time.perf_counter()
-    meter = agentmeter.Meter(db=db, policies=policies)
-    open_s = time.perf_counter() - t0
-    run = meter.run("bench-decide", tags=BENCH_TAGS)
     usage = agentmeter.Usage(**GPT4O_USAGE)
-    for i in range(20):  # a run under way, every policy under its threshold
-        run.record(model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0, prompt_hash=f"{i:016x}")
-    decide = run.decide
+    meters, runs, opened = [], [], []
+    for db in dbs:
+        t0 = time.perf_counter()
+        meter = agentmeter.Meter(db=db, policies=policies)
+        opened.append(time.perf_counter() - t0)
+        run = meter.run("bench-decide", tags=BENCH_TAGS)
+        for i in range(20):
+            run.record(
+                model="gpt-4o",
+                usage=usage,
+                latency_ms=812.0,
+                ttft_ms=300.0,
+                prompt_hash=f"{i:016x}",
+            )
+        meters.append(meter)
+        runs.append(run)
 
-    def one() -> object:
-        return decide(model="gpt-4o", prompt_tokens=2000, max_tokens=512)
+    def decider(run: Any) -> Callable[[], Any]:
+        decide = run.decide
+        return lambda: decide(model="gpt-4o", prompt_tokens=2000, max_tokens=512)
 
-    for _ in range(200):
-        one()
-    samples = interleaved_us({"decide": one}, rounds=cfg.decide_rounds, batch=cfg.decide_batch)
-    decision = one()
-    fired = ", ".join(sorted({f"{f.policy}: {f.action}" for f in decision.fired})) or "nothing"
-    run.end()
-    meter.close()
-    return DecideResult(median(samples["decide"]), open_s, fired)
+    fns = {db: decider(run) for db, run in zip(dbs, runs, strict=True)}
+    for fn in fns.values():
+        for _ in range(200):
+            fn()
+    samples = interleaved_us(fns, rounds=cfg.decide_rounds, batch=cfg.decide_batch)
+    results = []
+    for db, meter, run, open_s in zip(dbs, meters, runs, opened, strict=True):
+        decision = fns[db]()
+        fired = ", ".join(sorted({f"{f.policy}: {f.action}" for f in decision.fired})) or "nothing"
+        run.end()
+        meter.close()
+        results.append(DecideResult(median(samples[db]), open_s, fired))
+    return results
 
 
 def bench_decide(cfg: Config, res: Results, small: str, big: str, big_calls: int) -> None:
@@ -701,8 +767,7 @@ def bench_decide(cfg: Config, res: Results, small: str, big: str, big_calls: int
     ]
     worst_us, worst_ratio, slowest_open = (0.0, "", ""), (0.0, ""), (0.0, "")
     for name, policy_set in sets:
-        small_r = decide_on(cfg, small, policy_set)
-        big_r = decide_on(cfg, big, policy_set)
+        small_r, big_r = decide_pair(cfg, (small, big), policy_set)
         ratio = big_r.median_us / small_r.median_us
         lines.append(
             f"| {name} | {small_r.median_us:.1f} us | {big_r.median_us:.1f} us | {ratio:.2f}x | "
@@ -713,7 +778,7 @@ def bench_decide(cfg: Config, res: Results, small: str, big: str, big_calls: int
         worst_ratio = max(worst_ratio, (ratio, name))
         slowest_open = max(slowest_open, (big_r.open_s, name))
     res.details.append(
-        "`run.decide(model=\"gpt-4o\", prompt_tokens=2000, max_tokens=512)` in a run of 20 recorded "
+        '`run.decide(model="gpt-4o", prompt_tokens=2000, max_tokens=512)` in a run of 20 recorded '
         f"calls tagged {BENCH_TAGS}, median of {cfg.decide_rounds * cfg.decide_batch:,} calls. The "
         f"1k-call DB and the big one span the same 30 days; a meter opened on either seeds its "
         "shared-scope windows from it.\n\n" + "\n".join(lines)
@@ -722,7 +787,9 @@ def bench_decide(cfg: Config, res: Results, small: str, big: str, big_calls: int
 
     def profiles() -> str:
         _, name, db = worst_us
-        parts = [profile_decide(db, by_name[name], f"{name}, {'big' if db == big else '1k-call'} DB")]
+        parts = [
+            profile_decide(db, by_name[name], f"{name}, {'big' if db == big else '1k-call'} DB")
+        ]
         if worst_ratio[1] != name:
             parts.append(profile_decide(big, by_name[worst_ratio[1]], f"{worst_ratio[1]}, big DB"))
         parts.append(profile_open(big, by_name[slowest_open[1]], slowest_open[1]))
@@ -746,14 +813,16 @@ def bench_decide(cfg: Config, res: Results, small: str, big: str, big_calls: int
 
 
 def profile_decide(db: str, policies: Any, label: str) -> str:
-    """cProfile of 2,000 ``run.decide`` calls, set up as ``decide_on`` does."""
+    """cProfile of 2,000 ``run.decide`` calls, set up as ``decide_pair`` does."""
     import agentmeter
 
     meter = agentmeter.Meter(db=db, policies=policies)
     run = meter.run("profile-decide", tags=BENCH_TAGS)
     usage = agentmeter.Usage(**GPT4O_USAGE)
     for i in range(20):
-        run.record(model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0, prompt_hash=f"{i:016x}")
+        run.record(
+            model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0, prompt_hash=f"{i:016x}"
+        )
 
     def loop() -> None:
         for _ in range(2000):
@@ -768,7 +837,9 @@ def profile_open(db: str, policies: Any, name: str) -> str:
     """cProfile of opening (and closing) a meter on ``db``: the seeding of its windows."""
     import agentmeter
 
-    text = profile_top(lambda: agentmeter.Meter(db=db, policies=policies).close(), limit=10, sort="cumtime")
+    text = profile_top(
+        lambda: agentmeter.Meter(db=db, policies=policies).close(), limit=10, sort="cumtime"
+    )
     return f"opening a Meter on the big DB, policy set {name!r}:\n{text}"
 
 
@@ -787,17 +858,25 @@ def distinct_prompts(count: int) -> list[list[dict[str, str]]]:
     ]
 
 
-def bench_completion(cfg: Config, res: Results) -> None:
-    """``run.completion(..., mock_response=...)`` against bare ``litellm.completion`` (same call)."""
+def completion_pair(
+    cfg: Config, name: str, *, policies: str | None, writer_idle: bool = False, **meter_options: Any
+) -> tuple[float, float]:
+    """Median microseconds of ``run.completion`` and of bare ``litellm.completion``, same prompts.
+
+    Back to back (``writer_idle`` false): batches of calls alternate between the two, so the
+    recorder's writer commits while the next metered calls run, as in an agent loop that never
+    waits. ``writer_idle``: each call is timed alone after ``meter.flush()``, as when the agent
+    waits on a real provider (where the writer commits during the network wait).
+    """
     import litellm
 
     import agentmeter
 
-    meter = agentmeter.Meter(db=fresh_db(cfg, "completion.db"), policies="default")
+    meter = agentmeter.Meter(db=fresh_db(cfg, name), policies=policies, **meter_options)
     run = meter.run("bench-completion", tags={"tenant": "acme"})
     # A new prompt per call, as an agent sends: one repeated prompt would (rightly) trip the
     # default runaway-loop policy, which pauses the run for 30 s.
-    prompts = distinct_prompts(20 + cfg.completion_rounds * cfg.completion_batch + 1)
+    prompts = distinct_prompts(40 + cfg.completion_rounds * cfg.completion_batch)
     ours_next, theirs_next = iter(prompts).__next__, iter(prompts).__next__
 
     def metered() -> object:
@@ -809,17 +888,37 @@ def bench_completion(cfg: Config, res: Results) -> None:
     for _ in range(20):
         metered()
         bare()
-    samples = interleaved_us(
-        {"agentmeter": metered, "litellm": bare},
-        rounds=cfg.completion_rounds,
-        batch=cfg.completion_batch,
-    )
-    ours, theirs = median(samples["agentmeter"]), median(samples["litellm"])
+    if writer_idle:
+        ours_us, theirs_us = [], []
+        clock = time.perf_counter_ns
+        for _ in range(cfg.completion_rounds * cfg.completion_batch // 2):
+            meter.flush()
+            t0 = clock()
+            metered()
+            ours_us.append((clock() - t0) / 1000)
+            meter.flush()
+            t0 = clock()
+            bare()
+            theirs_us.append((clock() - t0) / 1000)
+        samples = {"agentmeter": ours_us, "litellm": theirs_us}
+    else:
+        samples = interleaved_us(
+            {"agentmeter": metered, "litellm": bare},
+            rounds=cfg.completion_rounds,
+            batch=cfg.completion_batch,
+        )
     meter.close()
+    return median(samples["agentmeter"]), median(samples["litellm"])
+
+
+def bench_completion(cfg: Config, res: Results) -> None:
+    """``run.completion(..., mock_response=...)`` against bare ``litellm.completion`` (same call)."""
+    ours, theirs = completion_pair(cfg, "completion.db", policies="default")
     ratio = ours / theirs
     res.figures.append(
         Figure(
-            "`run.completion(..., mock_response=...)` vs bare `litellm.completion`",
+            "`run.completion(..., mock_response=...)` vs bare `litellm.completion` "
+            "(default policies, back to back)",
             "<= 1.10x",
             f"{ratio:.3f}x ({ours / 1000:.2f} ms vs {theirs / 1000:.2f} ms; "
             f"+{ours - theirs:.0f} us)",
@@ -828,9 +927,35 @@ def bench_completion(cfg: Config, res: Results) -> None:
         )
     )
     res.ref("`litellm.completion(..., mock_response=...)`", f"{theirs / 1000:.2f} ms", "1.5-1.9 ms")
+    lines = [
+        "`run.completion` vs bare `litellm.completion` (mock response, a new short prompt per call):",
+        "",
+        "| variant | run.completion | litellm.completion | ratio | added |",
+        "| --- | --- | --- | --- | --- |",
+        f"| default policies, back to back | {ours / 1000:.2f} ms | {theirs / 1000:.2f} ms | "
+        f"{ratio:.2f}x | {ours - theirs:+.0f} us |",
+    ]
+    variants: list[tuple[str, dict[str, Any]]] = [
+        (
+            "default policies, writer idle before each call",
+            {"policies": "default", "writer_idle": True},
+        ),
+        (
+            "default policies, prompt tokens from a stub counter (no tokenizer), back to back",
+            {"policies": "default", "token_counter": lambda model, messages: 50},
+        ),
+        ("no policies, back to back", {"policies": None}),
+    ]
+    for index, (label, options) in enumerate(variants):
+        a, b = completion_pair(cfg, f"completion-{index}.db", **options)
+        lines.append(
+            f"| {label} | {a / 1000:.2f} ms | {b / 1000:.2f} ms | {a / b:.2f}x | {a - b:+.0f} us |"
+        )
+    res.details.append("\n".join(lines))
 
 
 def profile_completion(cfg: Config) -> str:
+    """cProfile of 300 ``run.completion`` calls, all functions and agentmeter's only."""
     import agentmeter
 
     meter = agentmeter.Meter(db=fresh_db(cfg, "profile-completion.db"), policies="default")
@@ -842,8 +967,11 @@ def profile_completion(cfg: Config) -> str:
             run.completion(model="gpt-4o", messages=messages, mock_response="hi")
 
     text = profile_top(loop, limit=14, sort="cumtime")
+    own = profile_top(
+        loop, limit=16, sort="cumtime", only=r"/agentmeter/|token_counter\.py|tiktoken"
+    )
     meter.close()
-    return text
+    return f"{text}\n\nthe same, agentmeter's functions (and the tokenizer) only:\n{own}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -985,7 +1113,9 @@ def bench_replay(cfg: Config, res: Results, big: str, big_calls: int) -> None:
             f"{rate:,.0f} calls/s ({result.calls:,} calls in {elapsed:.1f} s; "
             f"{big_calls:,} calls projected: {big_calls / rate:.0f} s)",
             rate >= 200_000,
-            profile=lambda: profile_top(lambda: replay(db, REPLAY_RUN, policies=every_call), limit=16),
+            profile=lambda: profile_top(
+                lambda: replay(db, REPLAY_RUN, policies=every_call), limit=16
+            ),
         )
     )
     lines = [
@@ -1005,7 +1135,9 @@ def bench_replay(cfg: Config, res: Results, big: str, big_calls: int) -> None:
             seconds, r = timed(policies)
         halted = "-" if r.halted_at_step is None else f"{r.halted_at_step:,}"
         decided = r.halted_at_step or r.calls
-        lines.append(f"| {label} | {halted} | {decided:,} | {seconds:.2f} | {r.calls / seconds:,.0f} |")
+        lines.append(
+            f"| {label} | {halted} | {decided:,} | {seconds:.2f} | {r.calls / seconds:,.0f} |"
+        )
     res.details.append("\n".join(lines))
 
 
@@ -1019,13 +1151,19 @@ def bench_report(cfg: Config, res: Results, big: str, big_calls: int) -> None:
     check = subprocess.run([*cmd, "report", "--help"], capture_output=True, text=True)
     name = f"`agentmeter report` over a {big_calls:,}-call DB (subprocess wall time)"
     if check.returncode != 0:
-        res.figures.append(Figure(name, "<= 1 s", "not available (`agentmeter report --help` fails)", None))
+        res.figures.append(
+            Figure(name, "<= 1 s", "not available (`agentmeter report --help` fails)", None)
+        )
         return
-    env = {**os.environ, "AGENTMETER_DB": big}
-    seconds, result = wall_s([*cmd, "report", "--db", big], max(3, cfg.subprocess_runs // 2), env=env)
+    env = {**bytecode_env(cfg), "AGENTMETER_DB": big}
+    seconds, result = wall_s(
+        [*cmd, "report", "--db", big], max(3, cfg.subprocess_runs // 2), env=env
+    )
     if result.returncode != 0:
         first = (result.stderr or result.stdout).strip().splitlines()[:1]
-        res.figures.append(Figure(name, "<= 1 s", f"failed (exit {result.returncode}): {' '.join(first)}", False))
+        res.figures.append(
+            Figure(name, "<= 1 s", f"failed (exit {result.returncode}): {' '.join(first)}", False)
+        )
         return
     res.figures.append(
         Figure(
@@ -1033,14 +1171,26 @@ def bench_report(cfg: Config, res: Results, big: str, big_calls: int) -> None:
             "<= 1 s",
             f"{seconds:.2f} s",
             seconds <= 1.0,
-            profile=lambda: profile_report(big),
+            profile=lambda: profile_report(cfg, big),
         )
     )
 
 
-def profile_report(big: str) -> str:
-    cmd = [sys.executable, "-m", "cProfile", "-s", "tottime", "-m", "agentmeter.cli", "report", "--db", big]
-    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+def profile_report(cfg: Config, big: str) -> str:
+    """cProfile of ``agentmeter report`` over the big DB (``python -m cProfile``, a subprocess)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "cProfile",
+        "-s",
+        "tottime",
+        "-m",
+        "agentmeter.cli",
+        "report",
+        "--db",
+        big,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=bytecode_env(cfg)).stdout
     start = out.find("   ncalls")
     return "\n".join(out[start:].splitlines()[:16]) if start >= 0 else out[-2000:]
 
@@ -1072,17 +1222,28 @@ def memory_child(calls: int, checkpoints: list[int], mode: str, workdir: str) ->
     def emit(done: int) -> None:
         queued = pending.qsize() if pending is not None else -1
         blocks = sys.getallocatedblocks()  # live Python objects (pymalloc blocks), leak or backlog
-        print(json.dumps({"calls": done, "rss_mb": rss_mb(), "queued": queued, "blocks": blocks}), flush=True)
+        print(
+            json.dumps({"calls": done, "rss_mb": rss_mb(), "queued": queued, "blocks": blocks}),
+            flush=True,
+        )
 
     emit(0)
     marks = set(checkpoints)
     run = meter.run("memory", tags={"tenant": "tenant-0"})
     t0 = time.perf_counter()
     for i in range(1, calls + 1):
-        run.record(model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0, prompt_hash=f"{i % 5000:016x}")
+        run.record(
+            model="gpt-4o",
+            usage=usage,
+            latency_ms=812.0,
+            ttft_ms=300.0,
+            prompt_hash=f"{i % 5000:016x}",
+        )
         if i % 100 == 0:
             run.end()
-            run = meter.run("memory", tags={"tenant": f"tenant-{i // 100 % 50}", "user": f"u{i // 100 % 997}"})
+            run = meter.run(
+                "memory", tags={"tenant": f"tenant-{i // 100 % 50}", "user": f"u{i // 100 % 997}"}
+            )
         if mode == "paced" and i % 10_000 == 0:
             meter.flush()
         if i in marks:
@@ -1126,7 +1287,9 @@ def bench_memory(cfg: Config, res: Results) -> None:
             ],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
-        series[mode] = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+        series[mode] = [
+            json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")
+        ]
     for index, point in enumerate(series["runs"]):
         label = f"{point['calls']:,}" + (" (after flush)" if point.get("flushed") else "")
         cells = []
@@ -1134,6 +1297,7 @@ def bench_memory(cfg: Config, res: Results) -> None:
             p = series[mode][index]
             cells.append(f"{p['rss_mb']:.0f} MB | {p['queued']:,} | {p['blocks'] / 1e6:.2f} M")
         table.append(f"| {label} | " + " | ".join(cells) + " |")
+
     def rss_at(mode: str) -> dict[int, float]:
         return {p["calls"]: p["rss_mb"] for p in series[mode] if not p.get("flushed")}
 
@@ -1196,7 +1360,28 @@ def environment() -> str:
     )
 
 
+def prepare_dbs(cfg: Config, res: Results, log: Callable[[str], None]) -> tuple[str, str, int]:
+    """The big DB (generated, or copied from ``--db``) and the 1k-call one: (big, small, big calls)."""
+    small = str(cfg.workdir / "small.db")
+    gen_db.generate(small, cfg.small_calls)
+    big = str(cfg.workdir / "big.db")
+    if cfg.big_db is not None:
+        shutil.copyfile(cfg.big_db, big)
+        with sqlite3.connect(big) as conn:
+            big_calls = conn.execute("SELECT count(*) FROM agentmeter_calls").fetchone()[0]
+        log(f"big DB: copied {cfg.big_db} ({big_calls:,} calls)")
+        return big, small, big_calls
+    log(f"generating a {cfg.big_calls:,}-call DB")
+    stats = gen_db.generate(big, cfg.big_calls)
+    res.ref(
+        f"`gen_db.py` {cfg.big_calls:,} calls",
+        f"{stats.seconds:.1f} s ({stats.describe().split(' in ')[0]})",
+    )
+    return big, small, stats.calls
+
+
 def render(cfg: Config, res: Results, env: str, elapsed: float, profiles: bool) -> str:
+    """The markdown report; with ``profiles``, cProfile of every figure that missed (run now)."""
     out = [
         f"## agentmeter benchmarks ({'quick' if cfg.quick else 'full'} pass)",
         "",
@@ -1206,7 +1391,13 @@ def render(cfg: Config, res: Results, env: str, elapsed: float, profiles: bool) 
         "| --- | --- | --- | --- |",
     ]
     out += [f"| {f.name} | {f.target} | {f.measured} | {verdict(f.passed)} |" for f in res.figures]
-    out += ["", "### Reference figures (same machine, same run)", "", "| operation | measured | design.md |", "| --- | --- | --- |"]
+    out += [
+        "",
+        "### Reference figures (same machine, same run)",
+        "",
+        "| operation | measured | design.md |",
+        "| --- | --- | --- |",
+    ]
     out += [f"| {name} | {measured} | {design} |" for name, measured, design in res.references]
     out += ["", "### Details", ""]
     for block in res.details:
@@ -1229,7 +1420,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python benchmarks/run.py [--quick] [--only a,b] [--profile] [--db BIG.db] [--keep]``."""
     parser = argparse.ArgumentParser(description="agentmeter benchmarks")
     parser.add_argument("--quick", action="store_true", help="smaller N (a 200k-call big DB)")
-    parser.add_argument("--only", default="", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated sections: {', '.join(SECTIONS)}"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile every figure that missed")
     parser.add_argument("--db", type=Path, default=None, help="reuse this big DB (from gen_db.py)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -1239,69 +1432,60 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_memory:
-        memory_child(args.child_memory, [int(c) for c in args.checkpoints.split(",")], args.mode, args.workdir)
+        memory_child(
+            args.child_memory,
+            [int(c) for c in args.checkpoints.split(",")],
+            args.mode,
+            args.workdir,
+        )
         return 0
     only = {s.strip() for s in args.only.split(",") if s.strip()} or set(SECTIONS)
     unknown = only - set(SECTIONS)
     if unknown:
-        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+        parser.error(
+            f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}"
+        )
 
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="agentmeter-bench-"))
-    cfg = Config.build(args.quick, workdir, args.db)
+    cfg = Config(workdir, quick=args.quick, big_db=args.db, **(QUICK if args.quick else {}))
     res = Results()
-    log = lambda text: print(f"[{time.perf_counter() - started:6.1f} s] {text}", file=sys.stderr, flush=True)  # noqa: E731
+
+    def log(text: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+    def section(key: str, title: str, bench: Callable[..., None], *args: Any) -> None:
+        """Run one section; a failure (agentmeter is edited under us) is a row, not a crash."""
+        if key not in only:
+            return
+        log(title)
+        try:
+            bench(cfg, res, *args)
+        except Exception as exc:
+            traceback.print_exc()
+            res.figures.append(Figure(title, "", f"**failed**: {exc!r}", None))
+
     try:
-        if "import" in only:
-            log("import agentmeter")
-            bench_import(cfg, res)
-        if "cli" in only:
-            log("agentmeter --help")
-            bench_cli(cfg, res)
+        section("import", "import agentmeter", bench_import)
+        section("cli", "agentmeter --help", bench_cli)
         log("warm-up: litellm and its price map")
         res.ref("first price lookup (imports litellm, reads its map)", f"{warm_up():.2f} s")
         env = environment()
         with quiet_logs():
-            if "record" in only:
-                log("run.record vs OpenTelemetry span")
-                bench_record(cfg, res)
-            if "throughput" in only:
-                log("durable recording throughput")
-                bench_throughput(cfg, res)
-            if "completion" in only:
-                log("run.completion vs litellm.completion")
-                bench_completion(cfg, res)
-            big = small = ""
-            big_calls = cfg.big_calls
+            section("record", "run.record vs OpenTelemetry span", bench_record)
+            section("throughput", "durable recording throughput", bench_throughput)
+            section("completion", "run.completion vs litellm.completion", bench_completion)
+            big, small, big_calls = "", "", cfg.big_calls
             if only & {"decide", "replay", "report"}:
-                small = str(cfg.workdir / "small.db")
-                gen_db.generate(small, cfg.small_calls)
-                if cfg.big_db is not None:
-                    big = str(cfg.workdir / "big.db")
-                    shutil.copyfile(cfg.big_db, big)
-                    with sqlite3.connect(big) as conn:
-                        big_calls = conn.execute("SELECT count(*) FROM agentmeter_calls").fetchone()[0]
-                    log(f"big DB: copied {cfg.big_db} ({big_calls:,} calls)")
-                else:
-                    log(f"generating a {cfg.big_calls:,}-call DB")
-                    stats = gen_db.generate(cfg.workdir / "big.db", cfg.big_calls)
-                    big = stats.path
-                    res.ref(f"`gen_db.py` {cfg.big_calls:,} calls", f"{stats.seconds:.1f} s ({stats.describe().split(' in ')[0]})")
-            if "report" in only:
-                log("agentmeter report")
-                bench_report(cfg, res, big, big_calls)
-            if "replay" in only:
-                log("what-if replay")
-                bench_replay(cfg, res, big, big_calls)
-            if "decide" in only:
-                log("run.decide on small and big DBs")
-                bench_decide(cfg, res, small, big, big_calls)
-            if "memory" in only:
-                log("memory while recording")
-                bench_memory(cfg, res)
+                big, small, big_calls = prepare_dbs(cfg, res, log)
+            section("report", "agentmeter report", bench_report, big, big_calls)
+            section("replay", "what-if replay", bench_replay, big, big_calls)
+            section(
+                "decide", "run.decide on small and big DBs", bench_decide, small, big, big_calls
+            )
+            section("memory", "memory while recording", bench_memory)
         log("profiling misses" if args.profile else "done")
-        text = render(cfg, res, env, time.perf_counter() - started, args.profile)
-        print(text)
+        print(render(cfg, res, env, time.perf_counter() - started, args.profile))
     finally:
         if args.keep:
             print(f"\n(temporary files kept in {workdir})", file=sys.stderr)

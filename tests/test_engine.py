@@ -604,3 +604,56 @@ def test_shared_cap_refuses_what_another_process_spent(tmp_path, clock):
     finally:
         a.close()
         b.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["system", "user", "assistant"]), st.text(max_size=300)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_prompt_upper_bound_is_never_below_the_tokenizer(chat):
+    from agentmeter.run import prompt_upper_bound
+    from agentmeter.tokens import count_tokens
+
+    messages = [{"role": role, "content": text} for role, text in chat]
+    assert prompt_upper_bound(messages) >= count_tokens("gpt-4o", messages)
+
+
+def test_decide_counts_tokens_exactly_only_when_it_could_matter(clock):
+    """Far under every threshold the byte bound is enough; near one, the tokenizer is asked."""
+    counted = []
+
+    def counter(model, messages):
+        counted.append(len(messages))
+        return 10
+
+    ps = policies(
+        rule(
+            "bloat",
+            "{metric: prompt_tokens, stat: next, above: 1000}",
+            "[{compact: {target_tokens: 500}}]",
+        ),
+        rule("cap", "{metric: cost_usd, stat: sum, window: 1h, above: $1}", "[halt]"),
+    )
+    with agentmeter.Meter(
+        db=":memory:", policies=ps, clock=clock, pricing=PRICES, token_counter=counter
+    ) as meter:
+        run = meter.run("r")
+        small = [{"role": "user", "content": "hi there"}]
+        assert run.decide(model="test-model", messages=small, max_tokens=100).proceed
+        assert counted == []
+        big = [{"role": "user", "content": "x" * 5000}]  # bound 5,000+ > 1,000: count it
+        assert (
+            run.decide(model="test-model", messages=big, max_tokens=100).compact is None
+        )  # 10 tokens really
+        assert counted == [1]
+        run.record(
+            model="test-model", usage=Usage(input_tokens=999_990), latency_ms=1
+        )  # $0.99999 of $1
+        run.decide(
+            model="test-model", messages=small, max_tokens=100
+        )  # the bound's worst case no longer fits
+        assert counted == [1, 1]

@@ -297,3 +297,13 @@ def test_friendly_units_are_parsed():
     assert a.conditions[0].threshold == 8000.0
     assert b.conditions[0].threshold == 100_000 and b.actions[0].target_tokens == 40_000
     assert c.conditions[0].threshold == pytest.approx(0.30) and c.actions[0].pause_s == 120.0
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_model_in_a_shipped_ladder_has_a_price(path):
+    """A downgrade target without a price would record cost unknown: shipped ladders never do."""
+    from agentmeter.pricing import default_table
+
+    policy_set = agentmeter.load_policies(path)
+    models = {m for model, chain in policy_set.ladder.items() for m in (model, *chain)}
+    assert [m for m in sorted(models) if default_table().rates(m) is None] == []

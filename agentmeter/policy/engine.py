@@ -117,10 +117,17 @@ class Engine:
             kind: {} for kind in self._layout
         }
         self._states: dict[tuple[int, Any], _RuleState] = {}
+        # (scope kind, key) -> [(sample, the bound add of its window)]: what observe walks
+        self._feeds: dict[tuple[str, Any], list[tuple[str, Callable[[float, Any], None]]]] = {}
         self._compiled = _compile_rules(self.rules)
         self.hard_caps = any(rule.is_hard_cap for rule in self.rules)
         self.needs_prompt_tokens = self.hard_caps or any(
             c.stat == "next" for rule in self.rules for c in rule.conditions
+        )
+        # Below this many prompt tokens no ``next`` condition can fire.
+        self.next_threshold = min(
+            (c.raw for rule in self.rules for c in rule.conditions if c.stat == "next" and c.above),
+            default=float("inf"),
         )
 
     # -- feeding -------------------------------------------------------------------------------
@@ -153,18 +160,21 @@ class Engine:
                     window.reserved -= amount
                 reservation.held.clear()
             samples = obs.samples
+            ts = obs.ts
             for kind in kinds if kinds is not None else self._windows:
                 key = _scope_value(kind, obs.run_id, obs.model, obs.tags)
                 if key is None:
                     continue
-                for (sample, _spec), window in self._windows_for(kind, key).items():
+                feeds = self._feeds.get((kind, key))
+                if feeds is None:
+                    feeds = self._feeds[(kind, key)] = [
+                        (sample, window.add_key if sample in KEYED_SAMPLES else window.add)
+                        for (sample, _spec), window in self._windows_for(kind, key).items()
+                    ]
+                for sample, add in feeds:
                     value = samples.get(sample)
-                    if value is None:
-                        continue
-                    if sample in KEYED_SAMPLES:
-                        window.add_key(obs.ts, value)
-                    else:
-                        window.add(obs.ts, value)
+                    if value is not None:
+                        add(ts, value)
 
     def release(self, reservation: Reservation | None) -> None:
         """Give back a reservation whose call was never made."""
@@ -180,6 +190,7 @@ class Engine:
         with self._lock:
             if "run" in self._windows:
                 self._windows["run"].pop(run_id, None)
+                self._feeds.pop(("run", run_id), None)
             for key in [k for k in self._states if k[1][-1] == run_id]:
                 del self._states[key]
 
@@ -361,6 +372,28 @@ class Engine:
         with self._lock:
             return self._measure(cond, key, now, prompt_tokens).value
 
+    def cap_room(
+        self, *, now: float, run_id: str | None, model: str, tags: Mapping[str, Any]
+    ) -> float | None:
+        """Nano-USD left under the tightest hard cap that applies (None: no cap applies). Read-only."""
+        room: float | None = None
+        keys = {"run": run_id, "all": "", "model": model}
+        with self._lock:
+            for r in self._compiled:
+                if not r.hard_caps_conds:
+                    continue
+                for cond in r.hard_caps_conds:
+                    key = _key(cond.t.scope, keys, tags)
+                    if key is None:
+                        continue
+                    measure = self._measure(cond, key, now, None)
+                    window = measure.window
+                    if window is None:
+                        continue
+                    left = cond.t.raw - window.total - window.reserved
+                    room = left if room is None else min(room, left)
+        return room
+
     def downgrade(self, model: str, steps: int) -> str:
         """``model`` moved ``steps`` down its ladder (as far as the ladder goes)."""
         if steps <= 0:
@@ -489,6 +522,7 @@ class _Rule:
     hard_cap: bool
     stateful: bool
     kinds: frozenset[str]
+    hard_caps_conds: tuple[_Cond, ...] = ()
 
 
 def _compile_rules(rules: tuple[PolicyRule, ...]) -> tuple[_Rule, ...]:
@@ -503,6 +537,11 @@ def _compile_rules(rules: tuple[PolicyRule, ...]) -> tuple[_Rule, ...]:
                 for a in rule.actions
             ),
             kinds=frozenset(a.kind for a in rule.actions),
+            hard_caps_conds=tuple(
+                _Cond.of(c, rule)
+                for c in rule.conditions
+                if rule.is_hard_cap and c.metric == "cost_usd" and c.stat == "sum" and c.above
+            ),
         )
         for i, rule in enumerate(rules)
     )
