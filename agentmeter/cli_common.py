@@ -9,8 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .meter import resolve_db_path
-from .storage import is_postgres_url
+from .storage import is_postgres_url, resolve_db_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -98,8 +98,8 @@ def register(cli: click.Group) -> None:
         Prompts and responses recorded by content capture go; calls, decisions and runs stay.
         """
         from .content import prune
-        from .meter import resolve_db_path
         from .recorder import connect
+        from .storage import resolve_db_path
         from .units import parse_duration_s
 
         try:

@@ -21,7 +21,7 @@ from .migrations import migrate
 from .policy.engine import Engine, Observation
 from .pricing import PriceTable
 from .recorder import Recorder, connect
-from .storage import SQLITE, Dialect, is_postgres_url
+from .storage import DEFAULT_DB, SQLITE, Dialect, is_postgres_url, resolve_db_path
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -34,18 +34,11 @@ __all__ = ["DEFAULT_DB", "Meter", "resolve_db_path"]
 
 log = logging.getLogger("agentmeter")
 
-DEFAULT_DB = "agentmeter.db"
 
 Compactor = Callable[[list[dict[str, Any]], int], list[dict[str, Any]]]
 
 _OPEN_METERS: weakref.WeakSet[Meter] = weakref.WeakSet()
-
-
-def resolve_db_path(db: str | os.PathLike[str] | None) -> str:
-    """``db`` if given, else ``$AGENTMETER_DB``, else ``./agentmeter.db``."""
-    if db is not None:
-        return os.fspath(db)
-    return os.environ.get("AGENTMETER_DB") or DEFAULT_DB
+SEED_LOOKBACK = 200
 
 
 def observation_from_row(row: tuple[Any, ...]) -> Observation:
@@ -400,7 +393,10 @@ class Meter:
                     ids.add(r[0])
                     rows.append(r)
             if count is not None:
-                for r in conn.execute(dialect.last_n_sql(kind), (count,)):
+                # Count windows look back over the newest SEED_LOOKBACK x N calls, not the whole
+                # history: a scope value (a tenant, a model) silent for longer starts empty.
+                floor = self._last_seen_id - count * SEED_LOOKBACK
+                for r in conn.execute(dialect.last_n_sql(kind), (floor, count)):
                     if r[0] not in ids:
                         rows.append(r)
                 rows.sort(key=lambda r: r[0])
@@ -483,6 +479,7 @@ class Meter:
             "last_error": h.last_error,
             "internal_errors": self.internal_errors,
             "export_errors": h.export_errors,
+            "throttled_s": round(h.throttled_s, 3),
             "warnings": list(self._warned_messages()),
         }
 

@@ -143,6 +143,7 @@ class RecorderHealth:
     degraded: bool = False
     last_error: str | None = None
     export_errors: int = 0
+    throttled_s: float = 0.0  # time put() spent letting a lagging writer catch up
     warnings: list[str] = field(default_factory=list)
 
 
@@ -181,6 +182,8 @@ class Recorder:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._backlog: deque[tuple[str, tuple[Any, ...]]] = deque()
         self.max_batch = max_batch
+        self.max_queued = 100_000
+        self.max_wait_s = 0.05
         self.max_buffered = max_buffered
         self.retry_s = retry_s
         self.idle_s = idle_s
@@ -201,13 +204,28 @@ class Recorder:
 
     # -- agent side --------------------------------------------------------------------------
     def put(self, kind: str, row: tuple[Any, ...]) -> None:
-        """Queue one row (``call``, ``decision``, ``run`` or ``release``). Never blocks or raises."""
+        """Queue one row (``call``, ``decision``, ``run``...). Never raises.
+
+        It does not block either, unless ``max_queued`` rows are already waiting (the writer has
+        fallen behind a loop recording flat out): then it yields to the writer for at most
+        ``max_wait_s``, so memory stays bounded and the agent is slowed, not stopped.
+        """
         if self._threaded:
-            self._queue.put((kind, row))
+            queue_ = self._queue
+            queue_.put((kind, row))
+            if queue_.qsize() > self.max_queued:
+                self._yield_to_writer()
         else:
             with self._lock:
                 self._backlog.append((kind, row))
                 self._write_backlog()
+
+    def _yield_to_writer(self) -> None:
+        waited = 0.0
+        while self._queue.qsize() > self.max_queued // 2 and waited < self.max_wait_s:
+            SYSTEM_CLOCK.sleep(0.001)
+            waited += 0.001
+        self.health.throttled_s += waited
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every row queued before this call is committed or dropped."""

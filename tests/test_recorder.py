@@ -358,3 +358,18 @@ def test_recorded_cost_sum_equals_decimal_sum(tmp_path_factory, calls):
     (total,) = rows(path, "select sum(cost_nano_usd) from agentmeter_calls")[0]
     assert Decimal(total) / 10**9 == expected
     assert run.spent == expected
+
+
+def test_a_writer_that_falls_behind_slows_the_loop_instead_of_growing_memory(db_path, clock):
+    """Past max_queued waiting rows, put() yields to the writer: the queue stays bounded."""
+    meter = agentmeter.Meter(db=db_path, clock=clock)
+    recorder = meter._recorder
+    recorder.max_queued = 500
+    peak = 0
+    run = meter.run("r")
+    for _ in range(20_000):
+        run.record(model="gpt-4o", usage=Usage(input_tokens=1), latency_ms=1)
+        peak = max(peak, recorder._queue.qsize())
+    meter.close()
+    assert peak <= 500 + 1
+    assert rows(db_path, "select count(*) from agentmeter_calls") == [(20_000,)]

@@ -12,10 +12,21 @@ Rules:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SQLITE", "Dialect", "is_postgres_url"]
+__all__ = ["DEFAULT_DB", "SQLITE", "Dialect", "is_postgres_url", "resolve_db_path"]
+
+DEFAULT_DB = "agentmeter.db"
+
+
+def resolve_db_path(db: str | os.PathLike[str] | None) -> str:
+    """``db`` if given, else ``$AGENTMETER_DB``, else ``./agentmeter.db``."""
+    if db is not None:
+        return os.fspath(db)
+    return os.environ.get("AGENTMETER_DB") or DEFAULT_DB
+
 
 _SEED_COLUMNS = (
     "id, ts, run_id, model, tags, cost_nano_usd, cost_status, input_tokens, output_tokens, "
@@ -53,14 +64,15 @@ class Dialect:
         return f"SELECT {_SEED_COLUMNS} FROM agentmeter_calls WHERE ts > {self.param} ORDER BY id"
 
     def last_n_sql(self, kind: str) -> str:
-        """The last N calls of every scope value of ``kind`` (``all``, ``model``, ``tag:NAME``)."""
+        """The last N calls of every scope value of ``kind`` (``all``, ``model``, ``tag:NAME``),
+        among the calls above an id floor (parameters: floor, N)."""
         partition = {"all": "1", "model": "model"}.get(kind) or self.tag_sql.format(
             name=kind[4:].replace("'", "''")
         )
         return (
             f"SELECT {_SEED_COLUMNS} FROM (SELECT *, row_number() OVER "
-            f"(PARTITION BY {partition} ORDER BY id DESC) AS rn FROM agentmeter_calls) AS recent "
-            f"WHERE rn <= {self.param} ORDER BY id"
+            f"(PARTITION BY {partition} ORDER BY id DESC) AS rn FROM agentmeter_calls "
+            f"WHERE id > {self.param}) AS recent WHERE rn <= {self.param} ORDER BY id"
         )
 
     def sync_sql(self) -> str:
