@@ -324,7 +324,7 @@ def register(cli: click.Group) -> None:
         "--by",
         default="model",
         show_default=True,
-        help="Group by model, requested_model, provider, day, hour (UTC) or tag:NAME.",
+        help="Group by model, requested_model, model_version, provider, day, hour (UTC) or tag:NAME.",
     )
     @click.option(
         "--since", type=_Duration(), help="Only calls that finished in this window (24h, 7d)."
@@ -336,11 +336,38 @@ def register(cli: click.Group) -> None:
         help="Only the calls of this run (id, unique prefix or 'last').",
     )
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    @click.option(
+        "--html",
+        "html_path",
+        metavar="FILE",
+        help="With RUN (or --run): write the run's post-mortem as one HTML file instead.",
+    )
+    @click.argument("run_arg", metavar="[RUN]", required=False)
     @db_option
     def report(
-        db_path: str | None, by: str, since: float | None, run_id: str | None, as_json: bool
+        db_path: str | None,
+        by: str,
+        since: float | None,
+        run_id: str | None,
+        as_json: bool,
+        html_path: str | None,
+        run_arg: str | None,
     ) -> None:
-        """Per group: calls, error rate, tokens, cache hits, exact cost, p50/p90/p99 latency and TTFT."""
+        """Per group: calls, error rate, tokens, cache hits, exact cost, p50/p90/p99 latency and TTFT.
+
+        With a RUN and --html FILE: the run's post-mortem (the same as ``agentmeter postmortem``).
+        """
+        run_id = run_arg or run_id
+        if html_path is not None:
+            if run_id is None:
+                raise click.UsageError("--html needs a run: agentmeter report RUN --html out.html")
+            from .html_report import write_html_report
+
+            with _reading(db_path) as conn:
+                resolved = query.resolve_run_id(conn, run_id)
+                write_html_report(conn, resolved, html_path)
+            click.echo(f"wrote the post-mortem of run {resolved} to {html_path}")
+            return
         with _reading(db_path) as conn:
             rows = query.report(conn, by=by, since_s=since, run_id=run_id)
         if as_json:

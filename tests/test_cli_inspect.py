@@ -727,3 +727,26 @@ def test_inspection_commands_do_not_import_litellm(recorded):
 def test_the_json_keys_are_documented_in_the_help(command, keys):
     code, out, _ = invoke(command, "--help")
     assert code == 0 and "keys " + ", ".join(keys) + "." in " ".join(out.split())
+
+
+def test_report_run_html_writes_the_post_mortem(tmp_path):
+    """`agentmeter report RUN --html FILE` is the post-mortem, as the issue spells it."""
+    from agentmeter.demo import run_demo
+
+    db = tmp_path / "d.db"
+    result = run_demo(db, verbose=False, steps=12)
+    out = tmp_path / "pm.html"
+    res = CliRunner().invoke(
+        cli, ["report", result.run_id[:8], "--html", str(out), "--db", str(db)]
+    )
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == f"wrote the post-mortem of run {result.run_id} to {out}"
+    text = out.read_text()
+    assert (
+        text.lower().startswith("<!doctype html>")
+        and "<svg" in text
+        and "http://" not in text
+        and "https://" not in text
+    )
+    missing = CliRunner().invoke(cli, ["report", "--html", str(out), "--db", str(db)])
+    assert missing.exit_code == 2 and "--html needs a run" in missing.output
