@@ -41,6 +41,19 @@ class Unusable(Exception):
     """A usage payload is present but cannot be trusted (negative, non-numeric, inconsistent)."""
 
 
+_PROPERTIES: dict[tuple[type, str], bool] = {}
+
+
+def _is_property(cls: type, key: str) -> bool:
+    """Whether ``cls`` computes ``key`` (cached: class-level lookups on pydantic models are slow)."""
+    known = _PROPERTIES.get((cls, key))
+    if known is None:
+        known = _PROPERTIES[(cls, key)] = any(
+            isinstance(klass.__dict__.get(key), property) for klass in cls.__mro__
+        )
+    return known
+
+
 def get(obj: Any, key: str) -> Any:
     """Field ``key`` of a mapping or attribute of an object; ``None`` when absent or on any error."""
     if obj is None:
@@ -54,6 +67,20 @@ def get(obj: Any, key: str) -> Any:
             return None
     if isinstance(obj, _NO_FIELDS):
         return None
+    fields = getattr(obj, "__pydantic_fields__", None)
+    if fields is not None:
+        # A pydantic model (litellm's responses): read declared fields and extras from the
+        # instance dicts. getattr of an absent name goes through pydantic's __getattr__ and an
+        # exception, several microseconds each, and usage parsing asks for many absent names.
+        value = obj.__dict__.get(key)
+        if value is not None or key in fields:
+            return value
+        extra = getattr(obj, "__pydantic_extra__", None)
+        if extra and key in extra:
+            return extra[key]
+        if not _is_property(type(obj), key):
+            return None
+        # a computed field: fall through to getattr
     try:
         return getattr(obj, key, None)
     except Exception:  # properties of foreign objects may raise anything
