@@ -230,7 +230,20 @@ def migrate(conn: sqlite3.Connection) -> None:
     if len(set(applied) & known) < len(known):
         from sqlite_utils import Database
 
-        _migrations().apply(Database(conn))
+        # Take the write lock first, then look again: processes opening a new file at once must
+        # not both apply a step (ALTER TABLE is not idempotent). Steps nest as savepoints.
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            if len(set(_applied(conn)) & known) < len(known):
+                _migrations().apply(Database(conn))
+            if own:
+                conn.execute("COMMIT")
+        except BaseException:
+            if own and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
 
 def _applied(conn: sqlite3.Connection) -> list[str]:

@@ -182,8 +182,9 @@ class Recorder:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._backlog: deque[tuple[str, tuple[Any, ...]]] = deque()
         self.max_batch = max_batch
-        self.max_queued = 100_000
+        self.max_queued = 20_000
         self.max_wait_s = 0.05
+        self.linger_s = 0.005
         self.max_buffered = max_buffered
         self.retry_s = retry_s
         self.idle_s = idle_s
@@ -274,6 +275,10 @@ class Recorder:
                 continue
             batch = self._backlog
             count = 0
+            # Linger a moment for more rows: one commit per handful of calls instead of one per
+            # call keeps the writer's share of the GIL small while an agent is busy. A flush, a
+            # stop or a full batch commits at once; a kill loses at most ``linger_s`` more.
+            deadline = monotonic() + self.linger_s
             while True:
                 kind, payload = item
                 if kind == "flush":
@@ -288,7 +293,13 @@ class Recorder:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    left = deadline - monotonic()
+                    if waiters or stop or left <= 0:
+                        break
+                    try:
+                        item = get(timeout=left)
+                    except queue.Empty:
+                        break
             self._write_backlog()
             if monotonic() - last_idle >= self.idle_s:
                 # Under constant load the queue never goes quiet: sync anyway, once per idle_s.
