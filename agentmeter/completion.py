@@ -21,8 +21,9 @@ from .tokens import import_litellm
 from .usage import Usage
 
 if TYPE_CHECKING:
+    from .call import Call
     from .decision import Decision
-    from .run import Call, Run
+    from .run import Run
 
 __all__ = ["is_transient", "run_acompletion", "run_completion"]
 
@@ -233,7 +234,7 @@ class _StreamState:
         if self.done:
             return
         self.done = True
-        from .run import normalize_usage_safely
+        from .call import normalize_usage_safely
 
         self.call.received()
         usage = normalize_usage_safely(self.chunks) if self.chunks else None

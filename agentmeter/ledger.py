@@ -22,9 +22,12 @@ from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_ex
 from .recorder import connect
 
 if TYPE_CHECKING:
+    from .decision import Decision
+    from .policy.engine import Reservation
     from .policy.spec import PolicyRule, Threshold
+    from .run import Run
 
-__all__ = ["Denial", "Ledger"]
+__all__ = ["Denial", "Ledger", "reserve_shared", "shared_caps"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,3 +151,73 @@ def shared_caps(
                 continue
             out.append((rule, cond, kind, str(key) if kind.startswith("tag:") else key))
     return out
+
+
+def reserve_shared(
+    run: Run,
+    decision: Decision,
+    reservation: Reservation | None,
+    model: str,
+    tags: Mapping[str, Any] | None,
+    prompt_tokens: int | None,
+    max_tokens: int | None,
+    now: float,
+) -> tuple[Decision, Reservation | None]:
+    """Check and reserve the shared caps in the database (across processes)."""
+    from dataclasses import replace
+
+    from .decision import Fired
+
+    meter = run.meter
+    engine = meter.engine
+    assert engine is not None and meter.ledger is not None
+    caps = shared_caps(engine.rules, run.run_id, model, {**run.tags, **(tags or {})})
+    if not caps:
+        return decision, reservation
+    worst = meter.prices.worst_case_nano_usd(decision.model, prompt_tokens or 0, max_tokens) or 0
+    try:
+        ref, denial = meter.ledger.reserve(caps, worst, now)
+    except Exception as exc:  # the database is unusable: the in-memory caps still hold
+        meter.warn_once(
+            "ledger", f"agentmeter: shared caps fall back to this process only ({exc!r})"
+        )
+        return decision, reservation
+    if denial is None:
+        run._local.shared_ref = ref
+        return decision, reservation
+    engine.release(reservation)
+    kinds = {a.kind for a in denial.rule.actions}
+    action = "halt" if "halt" in kinds else "pause"
+    cond = denial.condition
+    fired = Fired(
+        policy=denial.rule.name,
+        metric=cond.metric,
+        stat=cond.stat,
+        value=(denial.spent_nano_usd + denial.held_nano_usd + worst) * 1e-9,
+        threshold=cond.threshold,
+        action=action,
+        scope=denial.scope.split("|", 1)[1],
+        transition="fire",
+        note=(
+            f"{denial.rule.name}: every process together spent ${denial.spent_nano_usd / 1e9:,.4f} + "
+            f"in flight ${denial.held_nano_usd / 1e9:,.4f} + this call's worst case ${worst / 1e9:,.4f} "
+            f"would exceed ${cond.threshold:,.2f} (shared {denial.scope.split('|', 1)[1]})"
+        ),
+        detail={
+            "shared": True,
+            "spent_nano_usd": denial.spent_nano_usd,
+            "held_nano_usd": denial.held_nano_usd,
+        },
+    )
+    pause_s = 1.0 if action == "pause" else 0.0
+    return (
+        replace(
+            decision,
+            halt=action == "halt",
+            pause_s=pause_s,
+            resume_at=now + pause_s if pause_s else None,
+            fired=(*decision.fired, fired),
+            reserved_nano_usd=0,
+        ),
+        None,
+    )

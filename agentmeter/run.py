@@ -7,76 +7,37 @@ background writer.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import threading
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .call import (
+    Call,
+    CallRecord,
+    _hash_of,
+    _response_field,
+    _response_model,
+    prompt_hash,
+    prompt_upper_bound,
+)
 from .decision import UNRECORDED_ACTIVE, Decision, Fired
 from .errors import BudgetExceeded, PauseRequested
+from .ledger import reserve_shared
 from .meter import samples
 from .normalize import normalize_usage
 from .policy.engine import Observation, Reservation
 from .pricing import cost_nano_usd, nano_to_usd
 from .stats import RunStats, RunTally
 from .usage import Usage
-from .windows import quantile_of_sorted
 
 if TYPE_CHECKING:
     from .meter import Meter
 
 __all__ = ["Call", "CallRecord", "Run", "prompt_hash"]
-
-
-def prompt_hash(messages: Any) -> str | None:
-    """A short, stable hash of a prompt (messages or text), for loop detection. Content is not stored."""
-    if messages is None:
-        return None
-    try:
-        text = (
-            messages
-            if isinstance(messages, str)
-            else json.dumps(messages, sort_keys=True, default=str)
-        )
-    except (TypeError, ValueError):
-        text = repr(messages)
-    return hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One recorded call. ``cost`` is exact USD (``Decimal``) or ``None`` when unknown."""
-
-    run_id: str
-    step: int
-    ts: float
-    requested_model: str | None
-    model: str | None
-    provider: str | None
-    usage: Usage | None
-    cost_nano_usd: int | None
-    cost_status: str
-    latency_ms: float | None
-    ttft_ms: float | None
-    pre_ms: float | None
-    post_ms: float | None
-    status: str
-    error_type: str | None
-    stream: bool
-    prompt_hash: str | None
-    model_version: str | None = None
-    cache_hit: bool = False
-    saved_nano_usd: int | None = None
-
-    @property
-    def cost(self) -> Decimal | None:
-        """Exact cost in USD, or None when the price or the usage is unknown."""
-        return nano_to_usd(self.cost_nano_usd) if self.cost_nano_usd is not None else None
 
 
 class Run:
@@ -458,85 +419,14 @@ class Run:
             step=self.step + 1,
         )
         if meter.ledger is not None and decision.proceed:
-            decision, reservation = self._reserve_shared(
-                decision, reservation, model, tags, prompt_tokens, max_tokens, now
+            decision, reservation = reserve_shared(
+                self, decision, reservation, model, tags, prompt_tokens, max_tokens, now
             )
         self._local.reservation = reservation
         self._local.decided = (now, prompt_tokens)
         if decision.fired:
             self._report(decision, now, prompt_tokens, max_tokens)
         return decision
-
-    def _reserve_shared(
-        self,
-        decision: Decision,
-        reservation: Reservation | None,
-        model: str,
-        tags: Mapping[str, Any] | None,
-        prompt_tokens: int | None,
-        max_tokens: int | None,
-        now: float,
-    ) -> tuple[Decision, Reservation | None]:
-        """Check and reserve the shared caps in the database (across processes)."""
-        from dataclasses import replace
-
-        from .ledger import shared_caps
-
-        meter = self.meter
-        engine = meter.engine
-        assert engine is not None and meter.ledger is not None
-        caps = shared_caps(engine.rules, self.run_id, model, {**self.tags, **(tags or {})})
-        if not caps:
-            return decision, reservation
-        worst = (
-            meter.prices.worst_case_nano_usd(decision.model, prompt_tokens or 0, max_tokens) or 0
-        )
-        try:
-            ref, denial = meter.ledger.reserve(caps, worst, now)
-        except Exception as exc:  # the database is unusable: the in-memory caps still hold
-            meter.warn_once(
-                "ledger", f"agentmeter: shared caps fall back to this process only ({exc!r})"
-            )
-            return decision, reservation
-        if denial is None:
-            self._local.shared_ref = ref
-            return decision, reservation
-        engine.release(reservation)
-        kinds = {a.kind for a in denial.rule.actions}
-        action = "halt" if "halt" in kinds else "pause"
-        cond = denial.condition
-        fired = Fired(
-            policy=denial.rule.name,
-            metric=cond.metric,
-            stat=cond.stat,
-            value=(denial.spent_nano_usd + denial.held_nano_usd + worst) * 1e-9,
-            threshold=cond.threshold,
-            action=action,
-            scope=denial.scope.split("|", 1)[1],
-            transition="fire",
-            note=(
-                f"{denial.rule.name}: every process together spent ${denial.spent_nano_usd / 1e9:,.4f} + "
-                f"in flight ${denial.held_nano_usd / 1e9:,.4f} + this call's worst case ${worst / 1e9:,.4f} "
-                f"would exceed ${cond.threshold:,.2f} (shared {denial.scope.split('|', 1)[1]})"
-            ),
-            detail={
-                "shared": True,
-                "spent_nano_usd": denial.spent_nano_usd,
-                "held_nano_usd": denial.held_nano_usd,
-            },
-        )
-        pause_s = 1.0 if action == "pause" else 0.0
-        return (
-            replace(
-                decision,
-                halt=action == "halt",
-                pause_s=pause_s,
-                resume_at=now + pause_s if pause_s else None,
-                fired=(*decision.fired, fired),
-                reserved_nano_usd=0,
-            ),
-            None,
-        )
 
     def _prompt_tokens(
         self, model: str, messages: Any, max_tokens: int | None, tags: Mapping[str, Any] | None
@@ -873,194 +763,6 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.run_id} {self.name!r} steps={self.step} spent=${self.spent}>"
-
-
-class Call:
-    """Times one call and records it on exit (see ``Run.call``).
-
-    Marks: ``sent()`` when the request leaves (the time before is ``pre_ms``), ``first_token()``
-    on the first streamed chunk (``ttft_ms``, idempotent), ``received()`` when the response is
-    complete (the time after is ``post_ms``).
-    """
-
-    __slots__ = (
-        "_received",
-        "_sent",
-        "_t0",
-        "chunk_times",
-        "max_tokens",
-        "model",
-        "model_version",
-        "pre_ms",
-        "prompt_hash",
-        "provider",
-        "record",
-        "requested_model",
-        "response",
-        "run",
-        "stream",
-        "tags",
-        "ttft_ms",
-        "usage",
-    )
-
-    def __init__(
-        self,
-        run: Run,
-        *,
-        model: str,
-        tags: Mapping[str, Any] | None,
-        provider: str | None,
-        stream: bool,
-        prompt_hash: str | None,
-        max_tokens: int | None,
-        pre_ms: float | None,
-        requested_model: str | None,
-    ) -> None:
-        self.run = run
-        self.model = model
-        self.requested_model = requested_model
-        self.tags = tags
-        self.provider = provider
-        self.stream = stream
-        self.prompt_hash = prompt_hash
-        self.max_tokens = max_tokens
-        self.pre_ms = pre_ms
-        self.ttft_ms: float | None = None
-        self.usage: Usage | None = None
-        self.response: Any = None
-        self.record: CallRecord | None = None
-        self.chunk_times: list[float] | None = None
-        self.model_version: str | None = None
-        self._sent: float | None = None
-        self._received: float | None = None
-        self._t0 = 0.0
-
-    def __enter__(self) -> Call:
-        self._t0 = self.run.meter.clock.monotonic()
-        return self
-
-    def sent(self) -> None:
-        """Mark the request as sent: the time since entering is ``pre_ms``."""
-        if self._sent is None:
-            self._sent = self.run.meter.clock.monotonic()
-            self.pre_ms = (self._sent - self._t0) * 1000.0
-
-    def first_token(self) -> None:
-        """Mark the first token (idempotent): ``ttft_ms`` counts from ``sent()`` or from entering."""
-        if self.ttft_ms is None:
-            start = self._sent if self._sent is not None else self._t0
-            self.ttft_ms = (self.run.meter.clock.monotonic() - start) * 1000.0
-
-    def chunk(self) -> None:
-        """Mark one streamed chunk: the first is the first token; the gaps give inter-chunk latency."""
-        now = self.run.meter.clock.monotonic()
-        if self.chunk_times is None:
-            self.chunk_times = []
-            if self.ttft_ms is None:
-                start = self._sent if self._sent is not None else self._t0
-                self.ttft_ms = (now - start) * 1000.0
-        self.chunk_times.append(now)
-
-    def received(self) -> None:
-        """Mark the response complete: the time until leaving the block is ``post_ms``."""
-        self._received = self.run.meter.clock.monotonic()
-
-    def set_usage(self, usage: Usage | Any) -> None:
-        """Set the call's usage: a ``Usage``, or any payload ``normalize_usage`` reads."""
-        self.usage = usage if usage is None or isinstance(usage, Usage) else normalize_usage(usage)
-
-    def set_response(self, response: Any) -> None:
-        """Set the provider response (usage and answering model are read from it)."""
-        self.response = response
-
-    def set_model(self, model: str) -> None:
-        """The model that actually answered, when it differs from the one named at entry."""
-        self.model = model
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        end = self.run.meter.clock.monotonic()
-        latency_ms = (end - self._t0) * 1000.0
-        post_ms = (end - self._received) * 1000.0 if self._received is not None else None
-        model = self.model
-        chunks = itl_mean = itl_p90 = None
-        if self.chunk_times:
-            times = self.chunk_times
-            gaps = sorted((b - a) * 1000.0 for a, b in itertools.pairwise(times))
-            chunks = len(times)
-            if gaps:
-                itl_mean = sum(gaps) / len(gaps)
-                itl_p90 = quantile_of_sorted(gaps, 0.9)
-        self.record = self.run.record(
-            model=model,
-            usage=self.usage,
-            response=self.response if self.usage is None else None,
-            model_version=self.model_version,
-            chunks=chunks,
-            itl_mean_ms=itl_mean,
-            itl_p90_ms=itl_p90,
-            latency_ms=latency_ms,
-            ttft_ms=self.ttft_ms,
-            pre_ms=self.pre_ms,
-            post_ms=post_ms,
-            provider=self.provider,
-            status="ok" if exc_type is None else "error",
-            error_type=None if exc_type is None else exc_type.__name__,
-            tags=self.tags,
-            requested_model=self.requested_model,
-            prompt_hash=self.prompt_hash,
-            stream=self.stream,
-            max_tokens=self.max_tokens,
-        )
-
-
-def prompt_upper_bound(messages: Any) -> int | None:
-    """An upper bound on a prompt's tokens: its UTF-8 bytes plus 8 per message (None: unknown shape)."""
-    try:
-        if isinstance(messages, str):
-            return len(messages.encode("utf-8")) + 8
-        total = 8
-        for message in messages:
-            content = message.get("content") if isinstance(message, Mapping) else message
-            if isinstance(content, str):
-                total += len(content.encode("utf-8")) + 8
-            else:
-                total += len(json.dumps(content, default=str).encode("utf-8")) + 8
-            name = message.get("name") if isinstance(message, Mapping) else None
-            if isinstance(name, str):
-                total += len(name.encode("utf-8"))
-            tools = message.get("tool_calls") if isinstance(message, Mapping) else None
-            if tools:
-                total += len(json.dumps(tools, default=str).encode("utf-8"))
-        return total
-    except Exception:
-        return None
-
-
-def normalize_usage_safely(payload: Any) -> Usage | None:
-    """``normalize_usage`` that never raises."""
-    try:
-        return normalize_usage(payload)
-    except Exception:
-        return None
-
-
-def _hash_of(messages: Any) -> str | None:
-    return prompt_hash(messages) if messages is not None else None
-
-
-def _response_field(response: Any, name: str) -> str | None:
-    value = response.get(name) if isinstance(response, Mapping) else getattr(response, name, None)
-    return value if isinstance(value, str) else None
-
-
-def _response_model(response: Any) -> str | None:
-    model = (
-        response.get("model") if isinstance(response, Mapping) else getattr(response, "model", None)
-    )
-    return model if isinstance(model, str) else None
 
 
 def log_fired(fired: Fired) -> None:
