@@ -132,24 +132,15 @@ def run_completion(run: Run, kwargs: dict[str, Any]) -> Any:
     stream = bool(call_kwargs.get("stream"))
     for attempt in _retrying(run, Retrying):
         with attempt:
-            call = _open_call(run, decision, call_kwargs, stream)
-            call.__enter__()
-            call.sent()
+            call = _start(run, decision, call_kwargs, stream)
             try:
                 response = fn(**call_kwargs)
             except BaseException as exc:
-                call.__exit__(type(exc), exc, None)
-                run.capture(call_kwargs, None, call.record)
+                _failed(run, call, call_kwargs, exc)
                 raise
             if stream:
                 return _Stream(call, response, call_kwargs)
-            call.received()
-            call.set_response(response)
-            call.__exit__(None, None, None)
-            run.capture(call_kwargs, response, call.record)
-            if key is not None:
-                run.cache_store(key, call_kwargs, response, call.record)
-            return response
+            return _succeeded(run, call, call_kwargs, response, key)
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
@@ -162,25 +153,39 @@ async def run_acompletion(run: Run, kwargs: dict[str, Any]) -> Any:
     stream = bool(call_kwargs.get("stream"))
     async for attempt in _retrying(run, AsyncRetrying):
         with attempt:
-            call = _open_call(run, decision, call_kwargs, stream)
-            call.__enter__()
-            call.sent()
+            call = _start(run, decision, call_kwargs, stream)
             try:
                 response = await fn(**call_kwargs)
             except BaseException as exc:
-                call.__exit__(type(exc), exc, None)
-                run.capture(call_kwargs, None, call.record)
+                _failed(run, call, call_kwargs, exc)
                 raise
             if stream:
                 return _AsyncStream(call, response, call_kwargs)
-            call.received()
-            call.set_response(response)
-            call.__exit__(None, None, None)
-            run.capture(call_kwargs, response, call.record)
-            if key is not None:
-                run.cache_store(key, call_kwargs, response, call.record)
-            return response
+            return _succeeded(run, call, call_kwargs, response, key)
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+def _start(run: Run, decision: Decision, kwargs: dict[str, Any], stream: bool) -> Call:
+    """Open and start timing one attempt (the sync and async paths share every step but the await)."""
+    call = _open_call(run, decision, kwargs, stream)
+    call.__enter__()
+    call.sent()
+    return call
+
+
+def _failed(run: Run, call: Call, kwargs: dict[str, Any], exc: BaseException) -> None:
+    call.__exit__(type(exc), exc, None)
+    run.capture(kwargs, None, call.record)
+
+
+def _succeeded(run: Run, call: Call, kwargs: dict[str, Any], response: Any, key: str | None) -> Any:
+    call.received()
+    call.set_response(response)
+    call.__exit__(None, None, None)
+    run.capture(kwargs, response, call.record)
+    if key is not None:
+        run.cache_store(key, kwargs, response, call.record)
+    return response
 
 
 def _open_call(run: Run, decision: Decision, kwargs: dict[str, Any], stream: bool) -> Call:

@@ -286,26 +286,36 @@ class Meter:
                 raise
             return c
 
+        return path, self._start_recorder(connect_and_migrate, path, (sqlite3.Error, OSError))
+
+    def _start_recorder(
+        self,
+        connect_and_migrate: Callable[[], Any],
+        shown: str,
+        failures: tuple[type[BaseException], ...],
+        **recorder_options: Any,
+    ) -> Recorder:
+        """Open the first connection (or degrade: warn once, buffer, retry), seed, start the writer."""
         try:
             first = connect_and_migrate()
         except StorageError:
             raise
-        except (sqlite3.Error, OSError) as exc:
+        except failures as exc:
             self.warn_once(
                 "open",
-                f"agentmeter: cannot open the flight recorder at {path} ({exc}); the agent keeps "
+                f"agentmeter: cannot open the flight recorder at {shown} ({exc}); the agent keeps "
                 "running, budgets are enforced from memory, rows are buffered and retried",
             )
             first = None
         if first is not None:
             self._seed(first)
-        recorder = Recorder(
+        return Recorder(
             connect_and_migrate,
             initial=first,
             on_idle=self._sync_foreign if self.engine is not None else None,
             idle_s=self._sync_s,
+            **recorder_options,
         )
-        return path, recorder
 
     def _open_postgres(self, url: str) -> tuple[str, Recorder]:
         """Record into PostgreSQL (psycopg 3, imported only now): migrate, seed, start the writer."""
@@ -327,24 +337,10 @@ class Meter:
                 raise
             return c
 
-        try:
-            first = connect_and_migrate()
-        except StorageError:
-            raise
-        except postgres.psycopg.Error as exc:
-            self.warn_once(
-                "open",
-                f"agentmeter: cannot open the flight recorder at {shown} ({exc}); the agent keeps "
-                "running, budgets are enforced from memory, rows are buffered and retried",
-            )
-            first = None
-        if first is not None:
-            self._seed(first)
-        recorder = Recorder(
+        recorder = self._start_recorder(
             connect_and_migrate,
-            initial=first,
-            on_idle=self._sync_foreign if self.engine is not None else None,
-            idle_s=self._sync_s,
+            shown,
+            (postgres.psycopg.Error,),
             commit_fn=postgres.commit,
             transient=postgres.transient,
             broken=postgres.broken,
