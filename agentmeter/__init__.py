@@ -31,6 +31,7 @@ from .usage import Usage
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .content import replay_run
     from .integrations import litellm_callback
     from .meter import Meter
     from .normalize import normalize_usage
@@ -55,6 +56,7 @@ _LAZY = {
     "load_policies": ("agentmeter.policy.spec", "load_policies"),
     "parse_policies": ("agentmeter.policy.spec", "parse_policies"),
     "litellm_callback": ("agentmeter.integrations", "litellm_callback"),
+    "replay_run": ("agentmeter.content", "replay_run"),
 }
 
 
@@ -97,4 +99,5 @@ __all__ = [
     "load_policies",
     "normalize_usage",
     "parse_policies",
+    "replay_run",
 ]
