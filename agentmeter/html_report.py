@@ -20,6 +20,7 @@ from typing import Any
 
 from .errors import ReplayError
 from .pricing import nano_to_usd
+from .report import MODEL_SUMMARY_HEADERS
 from .windows import quantile_of_sorted
 
 __all__ = ["render_html_report", "write_html_report"]
@@ -522,22 +523,7 @@ def _model_table(models: Sequence[dict[str, Any]], palette: dict[str, str]) -> s
             f"<td class='num'>{m['reasoning_tokens']:,}</td><td class='num'>{escape(cost)}</td>"
             f"<td class='num'>{_secs(m['p50_latency_ms'])}</td><td class='num'>{_secs(m['p90_latency_ms'])}</td></tr>"
         )
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "model",
-            "calls",
-            "errors",
-            "input",
-            "cache read",
-            "cache write",
-            "output",
-            "reasoning",
-            "cost",
-            "p50",
-            "p90",
-        )
-    )
+    head = "".join(f"<th>{h}</th>" for h in MODEL_SUMMARY_HEADERS)
     return f"<section><h2>Per model</h2><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
 
 
