@@ -58,7 +58,10 @@ class Fired:
 
         value = format_value(self.metric, self.value, self.stat)
         threshold = format_value(self.metric, self.threshold, self.stat)
-        measured = f"{self.metric} {self.stat} over {self.window} = {value}"
+        if self.stat == "next":
+            measured = f"{self.metric} of the next call = {value}"
+        else:
+            measured = f"{self.metric} {self.stat} over {self.window} = {value}"
         if self.transition == "recover":
             return f"{self.policy}: recovered, {measured} (threshold {threshold}, {self.scope})"
         if self.transition == "warn":
