@@ -70,7 +70,10 @@ class Fired:
                 f"({self.scope}) -> warn"
             )
         op = ">" if self.above else "<"
-        return f"{self.policy}: {measured} {op} {threshold} ({self.scope}) -> {self.action}"
+        action = self.action
+        if action == "pause" and isinstance(self.detail.get("pause_s"), int | float):
+            action = f"pause {self.detail['pause_s']:.1f}s"
+        return f"{self.policy}: {measured} {op} {threshold} ({self.scope}) -> {action}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -305,6 +305,8 @@ class Engine:
                         if wait is None:
                             continue
                         pause_s = max(pause_s, wait)
+                        fired.append(_fired(r, lead, measure, key, kind, label, {"pause_s": wait}))
+                        continue
                     fired.append(_fired(r, lead, measure, key, kind, label))
 
             # An active upgrade (say, users rating the cheaper model's answers down) lifts every
@@ -555,7 +557,13 @@ def _key(kind: str, keys: dict[str, Any], tags: Mapping[str, Any]) -> Any:
 
 
 def _fired(
-    r: _Rule, cond: _Cond, measure: _Measure, key: Any, action: str, transition: str
+    r: _Rule,
+    cond: _Cond,
+    measure: _Measure,
+    key: Any,
+    action: str,
+    transition: str,
+    detail: dict[str, Any] | None = None,
 ) -> Fired:
     t = cond.t
     return Fired(
@@ -570,6 +578,7 @@ def _fired(
         window=_window_text(t),
         above=t.above,
         warn_at=r.rule.warn_at,
+        detail=detail or {},
     )
 
 
