@@ -99,7 +99,7 @@ def register(cli: click.Group) -> None:
         """
         from .content import prune
         from .recorder import connect
-        from .storage import resolve_db_path
+        from .storage import is_postgres_url, resolve_db_path
         from .units import parse_duration_s
 
         try:
@@ -107,6 +107,16 @@ def register(cli: click.Group) -> None:
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--before") from None
         path = resolve_db_path(db_path)
+        if is_postgres_url(path):
+            from .clock import SYSTEM_CLOCK
+            from .storage import postgres
+
+            deleted = postgres.prune(path, before_s, now=SYSTEM_CLOCK.now())
+            shown = postgres.redact_url(path)
+            click.echo(
+                f"deleted {deleted:,} captured content rows older than {before} from {shown}"
+            )
+            return
         if not os.path.exists(path):
             raise click.ClickException(
                 f"no flight recorder at {path} (pass --db or set AGENTMETER_DB)"

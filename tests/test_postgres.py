@@ -417,3 +417,26 @@ def test_a_dropped_connection_is_reconnected_without_losing_rows(pg, clock):
     assert (health["degraded"], health["dropped"], health["buffered"]) == (False, 0, 0)
     assert health["warnings"] == []  # retried at once, never degraded
     assert _rows(pg, "SELECT count(*) FROM agentmeter_calls") == [(6,)]
+
+
+def test_prune_on_postgres_removes_content_and_cache_but_not_calls(pg):
+    from click.testing import CliRunner
+
+    from agentmeter.cli import cli
+
+    with agentmeter.Meter(db=pg, pricing=PRICES, capture_content=True) as meter:
+        run = meter.run("r")
+        record = run.record(model="w-model", usage=Usage(input_tokens=5), latency_ms=1)
+        run.capture(
+            {"model": "w-model", "messages": [{"role": "user", "content": "hi"}]},
+            {"choices": []},
+            record,
+        )
+    assert _rows(pg, "select count(*) from agentmeter_content") == [(2,)]
+    result = CliRunner().invoke(cli, ["prune", "--before", "0s", "--db", pg])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(
+        "deleted 2 captured content rows older than 0s from postgresql://"
+    )
+    assert _rows(pg, "select count(*) from agentmeter_content") == [(0,)]
+    assert _rows(pg, "select count(*) from agentmeter_calls") == [(1,)]

@@ -384,3 +384,14 @@ def snapshot(url: str) -> sqlite3.Connection:
     finally:
         source.close()
     return target
+
+
+def prune(url: str, before_s: float, *, now: float) -> int:
+    """Delete captured content and cached responses older than ``before_s``; telemetry stays."""
+    cutoff = now - before_s
+    with connect(url) as conn, conn.transaction():
+        deleted = conn.execute("DELETE FROM agentmeter_content WHERE ts < %s", (cutoff,)).rowcount
+        deleted += conn.execute(
+            "DELETE FROM agentmeter_cache WHERE created_at < %s OR expires_at < %s", (cutoff, now)
+        ).rowcount
+    return deleted
