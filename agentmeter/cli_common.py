@@ -33,11 +33,6 @@ def open_readonly(db_path: str | None) -> sqlite3.Connection:
     """
     path = resolve_db_path(db_path)
     if is_postgres_url(path):
-        context = click.get_current_context(silent=True)
-        if context is not None and context.info_name == "tail":
-            raise click.ClickException(
-                "agentmeter tail does not follow PostgreSQL yet; use runs, show, report or export"
-            )
         try:
             from .storage.postgres import snapshot
         except ImportError:

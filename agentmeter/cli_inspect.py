@@ -23,6 +23,7 @@ from . import query
 from .cli_common import db_option, open_readonly
 from .pricing import nano_to_usd
 from .report import format_usd
+from .storage import is_postgres_url, resolve_db_path
 from .units import parse_duration_s
 from .usage import BUCKETS
 
@@ -409,11 +410,21 @@ def register(cli: click.Group) -> None:
     @db_option
     def tail(db_path: str | None, last: int, once: bool, interval: float, as_json: bool) -> None:
         """Follow calls and decisions as agents record them (Ctrl-C stops)."""
-        open_readonly(db_path).close()  # a missing database is one clear line, before following
+        first = open_readonly(db_path)  # a missing database is one clear line, before following
         stop = (lambda: True) if once else None
+        refresh = None
+        path = resolve_db_path(db_path)
+        if is_postgres_url(path):  # followed through a SQLite mirror brought up to date each poll
+            from .storage import postgres
+
+            refresh = lambda conn: postgres.refresh(path, conn)  # noqa: E731
+            factory = lambda: first  # noqa: E731
+        else:
+            first.close()
+            factory = lambda: open_readonly(db_path)  # noqa: E731
         try:
             for event in query.tail(
-                lambda: open_readonly(db_path), last=last, poll_s=interval, stop=stop
+                factory, last=last, poll_s=interval, stop=stop, refresh=refresh
             ):
                 click.echo(
                     json.dumps(query.jsonable(event), ensure_ascii=False)

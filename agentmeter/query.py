@@ -661,6 +661,7 @@ def tail(
     poll_s: float = 0.5,
     stop: Callable[[], bool] | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    refresh: Callable[[sqlite3.Connection], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Calls and decisions as other processes record them, in time order within each poll.
 
@@ -668,7 +669,8 @@ def tail(
     after yielding the ``last`` most recent events. Polls every ``poll_s`` seconds on ``clock``;
     ``stop()`` is asked after each poll and ends the iteration when true (``lambda: True`` reads
     once). A locked or busy database is retried at the next poll. Events have the keys of
-    ``run_timeline``'s.
+    ``run_timeline``'s. ``refresh(conn)`` runs before each poll (a PostgreSQL recorder is read
+    through a SQLite mirror that it brings up to date).
     """
     conn = conn_factory()
     try:
@@ -679,6 +681,8 @@ def tail(
             cursor = (int(since_id[0]), int(since_id[1]))
         while True:
             try:
+                if refresh is not None:
+                    refresh(conn)
                 events, cursor = _new_events(conn, cursor)
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):

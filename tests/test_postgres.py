@@ -384,16 +384,51 @@ def test_agentmeter_db_may_be_a_url(pg, monkeypatch):
     assert redact_url("postgresql://u:pw@h:5/d") == "postgresql://u:***@h:5/d"
 
 
-def test_cli_tail_on_postgres_is_one_clear_line(pg):
+def test_tail_follows_postgres(pg, clock):
+    """`agentmeter tail` on PostgreSQL: the recent events, then those committed since, per poll."""
+    import sqlite3
+
+    from agentmeter import query
+    from agentmeter.storage import postgres
+
+    with agentmeter.Meter(db=pg, pricing=PRICES, clock=clock) as meter:
+        run = meter.run("r")
+        run.record(model="w-model", usage=Usage(input_tokens=1), latency_ms=1)
+    mirror = postgres.snapshot(pg)
+    polls = iter(range(3))
+    seen: list[int] = []
+    writer = agentmeter.Meter(db=pg, pricing=PRICES, clock=clock)
+    writer_run = writer.run("w")
+
+    def stop() -> bool:
+        n = next(polls, None)
+        if n is None:
+            return True
+        writer_run.record(model="w-model", usage=Usage(input_tokens=2), latency_ms=2)
+        writer.flush()
+        return False
+
+    try:
+        for event in query.tail(
+            lambda: mirror, last=5, poll_s=0, stop=stop, refresh=lambda c: postgres.refresh(pg, c)
+        ):
+            seen.append(event["id"])
+    finally:
+        writer.close()
+    assert len(seen) == 4 and seen == sorted(seen)  # 1 recent, then one new call per poll
+    assert isinstance(mirror, sqlite3.Connection)
+
+
+def test_cli_tail_once_on_postgres(pg, clock):
     from click.testing import CliRunner
 
     from agentmeter.cli import cli
 
-    result = CliRunner().invoke(cli, ["tail", "--db", pg, "--once"])
-    assert result.exit_code == 1
-    assert result.output == (
-        "Error: agentmeter tail does not follow PostgreSQL yet; use runs, show, report or export\n"
-    )
+    with agentmeter.Meter(db=pg, pricing=PRICES, clock=clock) as meter:
+        meter.run("r").record(model="w-model", usage=Usage(input_tokens=1), latency_ms=1)
+    result = CliRunner().invoke(cli, ["tail", "--db", pg, "--once", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.splitlines()[0])["model"] == "w-model"
 
 
 def test_a_dropped_connection_is_reconnected_without_losing_rows(pg, clock):

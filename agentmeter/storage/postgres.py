@@ -386,6 +386,38 @@ def snapshot(url: str) -> sqlite3.Connection:
     return target
 
 
+# Ids assigned before commit can land out of order: a refresh rereads this far below its newest.
+_REFRESH_LAG_IDS = 10_000
+
+
+def refresh(url: str, target: sqlite3.Connection) -> None:
+    """Copy into ``target`` (a ``snapshot``) the calls and decisions committed since it was made.
+
+    ``agentmeter tail`` calls this before each poll. Rows already copied are skipped, and the
+    last ``_REFRESH_LAG_IDS`` ids are looked at again, because PostgreSQL can commit a lower id
+    after a higher one.
+    """
+    source = connect(url)
+    try:
+        for table in ("agentmeter_calls", "agentmeter_decisions"):
+            (newest,) = target.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()
+            columns = [r[1] for r in target.execute(f"PRAGMA table_info({table})")]
+            names = ", ".join(columns)
+            marks = ", ".join("?" * len(columns))
+            with source.cursor() as cur:
+                cur.execute(  # type: ignore[call-overload]
+                    f"SELECT {names} FROM {table} WHERE id > %s ORDER BY id",
+                    (max(0, newest - _REFRESH_LAG_IDS),),
+                )
+                while rows := cur.fetchmany(10_000):
+                    target.executemany(
+                        f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})", rows
+                    )
+        target.commit()
+    finally:
+        source.close()
+
+
 def prune(url: str, before_s: float, *, now: float) -> int:
     """Delete captured content and cached responses older than ``before_s``; telemetry stays."""
     cutoff = now - before_s
