@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import signal
@@ -40,15 +41,31 @@ def test_eight_processes_of_four_threads_lose_nothing(tmp_path):
     stop = threading.Event()
     reads = []
 
+    reader_errors = []
+    tailed = []
+
     def reader():
+        # What people run while agents work: `agentmeter report` and `agentmeter tail`.
+        from click.testing import CliRunner
+
+        from agentmeter import query
+        from agentmeter.cli import cli
+
         conn = sqlite3.connect(db, timeout=5.0)
+        following = query.tail(lambda: sqlite3.connect(db, timeout=5.0), poll_s=0, stop=stop.is_set)
         while not stop.is_set():
-            reads.append(
-                conn.execute(
-                    "select count(*), sum(cost_nano_usd) from agentmeter_calls"
-                ).fetchone()[0]
-            )
+            try:
+                groups = query.report(conn, by="model")
+                reads.append(sum(g["calls"] for g in groups))
+                tailed.extend(itertools.islice(following, 50))
+            except Exception as exc:  # pragma: no cover - reported below
+                reader_errors.append(repr(exc))
             time.sleep(0.01)
+        following.close()  # closes its connection here, on the thread that opened it
+        conn.close()
+        result = CliRunner().invoke(cli, ["report", "--db", db, "--json"])
+        if result.exit_code != 0:
+            reader_errors.append(result.output)
 
     watcher = threading.Thread(target=reader)
     watcher.start()
@@ -65,7 +82,9 @@ def test_eight_processes_of_four_threads_lose_nothing(tmp_path):
     )
     assert count == sum(r["count"] for r in results) == 8 * 4 * 1500
     assert nano == sum(r["nano"] for r in results)
+    assert reader_errors == []
     assert len(reads) > 5 and reads == sorted(reads)  # readers kept reading, and saw only growth
+    assert len(tailed) > 0  # tail followed the writers meanwhile
 
 
 def test_shared_hard_cap_holds_across_processes(tmp_path):
