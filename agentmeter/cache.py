@@ -17,10 +17,10 @@ from typing import Any
 
 __all__ = ["ResponseCache", "request_key"]
 
-# Parameters that do not change the answer (or must never be stored).
+# Parameters that do not change the answer (or must never be stored). ``stream`` stays in the
+# key: a streamed request is answered with recorded chunks, a plain one with a whole response.
 _IGNORED = frozenset(
     {
-        "stream",
         "stream_options",
         "metadata",
         "api_key",

@@ -84,12 +84,17 @@ def _retrying(run: Run, cls: type[Any]) -> Any:
 
 
 def _from_cache(
-    run: Run, decision: Decision, call_kwargs: dict[str, Any]
+    run: Run, decision: Decision, call_kwargs: dict[str, Any], *, asynchronous: bool = False
 ) -> tuple[str | None, Any]:
-    """(cache key, cached response or None) for a non-streamed request, when the cache is on."""
+    """(cache key, cached response or None) when the response cache is on.
+
+    A streamed request is answered with the recorded chunks (an iterator, or an async iterator
+    for ``acompletion``), a plain one with the recorded response.
+    """
     cache = run.meter.response_cache
-    if cache is None or call_kwargs.get("stream"):
+    if cache is None:
         return None, None
+    stream = bool(call_kwargs.get("stream"))
     from .cache import request_key
 
     clock = run.meter.clock
@@ -105,20 +110,29 @@ def _from_cache(
     if hit is None:
         return key, None
     body, cost = hit
-    if run.meter.completion_fn is None:
-        from .content import _model_response
+    from .content import _AsyncChunks, _model_response
 
-        response = _model_response(body)
+    # Answer in the shape the live call would have: litellm's objects, or what the stand-in gave.
+    as_litellm = (run.meter.acompletion_fn if asynchronous else run.meter.completion_fn) is None
+    if stream:
+        chunks = body.get("chunks") if isinstance(body, dict) else None
+        if not isinstance(chunks, list):
+            return key, None  # not a recorded stream: ask the provider
+        answered = next((c.get("model") for c in chunks if isinstance(c, dict)), None)
+        replayed = [_model_response(c, stream=True) if as_litellm else c for c in chunks]
+        response: Any = _AsyncChunks(iter(replayed)) if asynchronous else iter(replayed)
     else:
-        response = body
+        answered = body.get("model") if isinstance(body, dict) else None
+        response = _model_response(body) if as_litellm else body
     run.record(
         model=decision.model,
         requested_model=decision.requested_model,
         latency_ms=(clock.monotonic() - start) * 1000.0,
         messages=call_kwargs.get("messages"),
+        stream=stream,
         cache_hit=True,
         saved_nano_usd=cost,
-        model_version=body.get("model") if isinstance(body, dict) else None,
+        model_version=answered if isinstance(answered, str) else None,
     )
     return key, response
 
@@ -139,14 +153,14 @@ def run_completion(run: Run, kwargs: dict[str, Any]) -> Any:
                 _failed(run, call, call_kwargs, exc)
                 raise
             if stream:
-                return _Stream(call, response, call_kwargs)
+                return _Stream(call, response, call_kwargs, key)
             return _succeeded(run, call, call_kwargs, response, key)
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
 async def run_acompletion(run: Run, kwargs: dict[str, Any]) -> Any:
     decision, call_kwargs = _prepare(run, kwargs)
-    key, cached = _from_cache(run, decision, call_kwargs)
+    key, cached = _from_cache(run, decision, call_kwargs, asynchronous=True)
     if cached is not None:
         return cached
     fn = run.meter.acompletion_fn or import_litellm().acompletion
@@ -160,7 +174,7 @@ async def run_acompletion(run: Run, kwargs: dict[str, Any]) -> Any:
                 _failed(run, call, call_kwargs, exc)
                 raise
             if stream:
-                return _AsyncStream(call, response, call_kwargs)
+                return _AsyncStream(call, response, call_kwargs, key)
             return _succeeded(run, call, call_kwargs, response, key)
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
@@ -201,9 +215,10 @@ def _open_call(run: Run, decision: Decision, kwargs: dict[str, Any], stream: boo
 class _StreamState:
     """What a stream wrapper collects: chunks for usage, text for an estimate when usage is absent."""
 
-    def __init__(self, call: Call, kwargs: dict[str, Any]) -> None:
+    def __init__(self, call: Call, kwargs: dict[str, Any], key: str | None = None) -> None:
         self.call = call
         self.kwargs = kwargs
+        self.key = key  # the response-cache key: a stream read to its end is cached
         self.chunks: list[Any] = []
         self.text: list[str] = []
         self.model: str | None = None
@@ -235,7 +250,7 @@ class _StreamState:
         except Exception:
             pass
 
-    def finish(self, exc: BaseException | None) -> None:
+    def finish(self, exc: BaseException | None, *, complete: bool = False) -> None:
         if self.done:
             return
         self.done = True
@@ -253,6 +268,8 @@ class _StreamState:
         else:
             self.call.__exit__(type(exc), exc, None)
         self.call.run.capture(self.kwargs, self.chunks if exc is None else None, self.call.record)
+        if complete and self.key is not None:
+            self.call.run.cache_store(self.key, self.kwargs, self.chunks, self.call.record)
 
     def _estimate(self) -> Usage:
         model = self.call.model
@@ -265,8 +282,10 @@ class _StreamState:
 class _Stream:
     """Iterates a provider stream; records TTFT on the first chunk and usage at the end."""
 
-    def __init__(self, call: Call, response: Any, kwargs: dict[str, Any]) -> None:
-        self._state = _StreamState(call, kwargs)
+    def __init__(
+        self, call: Call, response: Any, kwargs: dict[str, Any], key: str | None = None
+    ) -> None:
+        self._state = _StreamState(call, kwargs, key)
         self._it: Iterator[Any] = iter(response)
         self.response = response
 
@@ -277,7 +296,7 @@ class _Stream:
         try:
             chunk = next(self._it)
         except StopIteration:
-            self._state.finish(None)
+            self._state.finish(None, complete=True)
             raise
         except BaseException as exc:
             self._state.finish(exc)
@@ -303,8 +322,10 @@ class _Stream:
 class _AsyncStream:
     """The async twin of ``_Stream`` (same state object, so the logic lives once)."""
 
-    def __init__(self, call: Call, response: Any, kwargs: dict[str, Any]) -> None:
-        self._state = _StreamState(call, kwargs)
+    def __init__(
+        self, call: Call, response: Any, kwargs: dict[str, Any], key: str | None = None
+    ) -> None:
+        self._state = _StreamState(call, kwargs, key)
         self._it: AsyncIterator[Any] = response.__aiter__()
 
     def __aiter__(self) -> _AsyncStream:
@@ -314,7 +335,7 @@ class _AsyncStream:
         try:
             chunk = await self._it.__anext__()
         except StopAsyncIteration:
-            self._state.finish(None)
+            self._state.finish(None, complete=True)
             raise
         except BaseException as exc:
             self._state.finish(exc)

@@ -315,3 +315,81 @@ def test_report_shows_cache_savings_and_feedback(db_path, clock):
     assert (group["response_cache_hits"], group["saved_nano_usd"]) == (1, first_cost)
     assert (group["feedback"], group["negative_feedback"]) == (1, 1)
     assert query.report_extras([group]).startswith("response cache: 1 of 2 calls (50%), saved $")
+
+
+def test_streamed_requests_are_served_from_the_cache_as_streams(db_path, clock):
+    sim = provider(clock)
+    with agentmeter.Meter(
+        db=db_path, clock=clock, completion_fn=sim.completion, cache_ttl="1h"
+    ) as meter:
+        run = meter.run("r")
+        first = list(run.completion(model="gpt-4o", messages=MESSAGES, stream=True))
+        meter.flush()
+        again = list(run.completion(model="gpt-4o", messages=MESSAGES, stream=True))
+        plain = run.completion(model="gpt-4o", messages=MESSAGES)  # not the same request: no stream
+        run.end()
+    assert sim.calls == 2
+    assert again == first
+    assert "choices" in plain
+    rows = (
+        sqlite3.connect(db_path)
+        .execute("select stream, cache_hit, cost_status from agentmeter_calls order by id")
+        .fetchall()
+    )
+    assert rows == [(1, 0, "ok"), (1, 1, "cached"), (0, 0, "ok")]
+
+
+def test_a_stream_closed_early_is_not_cached(db_path, clock):
+    sim = provider(clock)
+    with agentmeter.Meter(
+        db=db_path, clock=clock, completion_fn=sim.completion, cache_ttl="1h"
+    ) as meter:
+        run = meter.run("r")
+        stream = run.completion(model="gpt-4o", messages=MESSAGES, stream=True)
+        next(stream)
+        stream.close()
+        meter.flush()
+        list(run.completion(model="gpt-4o", messages=MESSAGES, stream=True))
+    assert sim.calls == 2
+
+
+def test_async_streams_are_cached_too(db_path, clock):
+    import asyncio
+
+    calls = []
+
+    async def provider_stream(**kwargs):
+        calls.append(kwargs["model"])
+
+        async def chunks():
+            for piece in ["Pa", "ris"]:
+                yield {
+                    "model": "gpt-4o-2024-08-06",
+                    "choices": [{"index": 0, "delta": {"content": piece}}],
+                }
+            yield {
+                "model": "gpt-4o-2024-08-06",
+                "choices": [],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+            }
+
+        return chunks()
+
+    async def main():
+        with agentmeter.Meter(
+            db=db_path, clock=clock, acompletion_fn=provider_stream, cache_ttl="1h"
+        ) as meter:
+            run = meter.run("r")
+            first = [
+                c
+                async for c in await run.acompletion(model="gpt-4o", messages=MESSAGES, stream=True)
+            ]
+            meter.flush()
+            again = [
+                c
+                async for c in await run.acompletion(model="gpt-4o", messages=MESSAGES, stream=True)
+            ]
+            return first, again
+
+    first, again = asyncio.run(main())
+    assert calls == ["gpt-4o"] and again == first
