@@ -115,16 +115,13 @@ class Ledger:
 
     @staticmethod
     def _spent(conn: sqlite3.Connection, cond: Threshold, kind: str, key: Any, now: float) -> int:
+        from .storage import SQLITE
+
         seconds = cond.spec.seconds if cond.spec is not None else None
-        sql = "SELECT coalesce(sum(cost_nano_usd), 0) FROM agentmeter_calls WHERE ts > ?"
-        params: list[Any] = [now - (seconds or 0)]
-        if kind == "model":
-            sql += " AND model = ?"
-            params.append(key)
-        elif kind.startswith("tag:"):
-            sql += " AND CAST(json_extract(tags, ?) AS TEXT) = ?"
-            params += [f'$."{kind[4:]}"', key]
-        (spent,) = conn.execute(sql, params).fetchone()
+        where, params = SQLITE.spend_filter(seconds, kind, key, now)
+        (spent,) = conn.execute(
+            f"SELECT coalesce(sum(cost_nano_usd), 0) FROM agentmeter_calls WHERE {where}", params
+        ).fetchone()
         return int(spent)
 
     def close(self) -> None:

@@ -251,12 +251,7 @@ class Recorder:
         else:
             with self._lock:
                 self._write_backlog()
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:
-                pass
-            self._conn = None
+        self._conn_reset()
 
     # -- writer side -------------------------------------------------------------------------
     def _run(self) -> None:

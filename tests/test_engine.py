@@ -657,3 +657,34 @@ def test_decide_counts_tokens_exactly_only_when_it_could_matter(clock):
             model="test-model", messages=small, max_tokens=100
         )  # the bound's worst case no longer fits
         assert counted == [1, 1]
+
+
+def test_shared_cap_per_tenant_counts_only_that_tenant(tmp_path, clock):
+    """The database check filters by the tag: another meter's acme spend halts acme, not globex."""
+    path = str(tmp_path / "tenants.db")
+    ps = policies(
+        rule(
+            "tenant-cap",
+            "{metric: cost_usd, stat: sum, window: 1h, scope: {tag: tenant}, above: $1}",
+            "[halt]",
+            "    shared: true\n",
+        )
+    )
+    a = agentmeter.Meter(db=path, policies=ps, pricing=PRICES, clock=clock, sync_s=3600)
+    b = agentmeter.Meter(db=path, policies=ps, pricing=PRICES, clock=clock, sync_s=3600)
+    try:
+        a.run("a", tags={"tenant": "acme"}).record(
+            model="test-model", usage=Usage(input_tokens=990_000), latency_ms=1
+        )
+        a.flush()
+        acme = b.run("b", tags={"tenant": "acme"}).decide(
+            model="test-model", prompt_tokens=20_000, max_tokens=1000
+        )
+        globex = b.run("g", tags={"tenant": "globex"}).decide(
+            model="test-model", prompt_tokens=20_000, max_tokens=1000
+        )
+    finally:
+        a.close()
+        b.close()
+    assert acme.halt and any(f.detail.get("shared") for f in acme.fired)
+    assert globex.proceed

@@ -75,6 +75,22 @@ class Dialect:
             f"WHERE id > {self.param}) AS recent WHERE rn <= {self.param} ORDER BY id"
         )
 
+    def spend_filter(
+        self, seconds: float | None, kind: str, key: Any, now: float
+    ) -> tuple[str, list[Any]]:
+        """The WHERE clause (and its parameters) picking a hard cap's calls: its window and scope."""
+        where = f"ts > {self.param}"
+        params: list[Any] = [now - (seconds or 0)]
+        if kind == "model":
+            where += f" AND model = {self.param}"
+            params.append(key)
+        elif kind.startswith("tag:"):
+            # Parameters in the tag expression would differ per engine; the name is a policy's.
+            expression = self.tag_sql.format(name=kind[4:].replace("'", "''"))
+            where += f" AND CAST({expression} AS TEXT) = {self.param}"
+            params.append(key)
+        return where, params
+
     def sync_sql(self) -> str:
         """Calls above an id, with their writer, oldest first."""
         return (

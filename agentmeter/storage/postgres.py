@@ -306,14 +306,7 @@ class PostgresLedger:
         conn: psycopg.Connection[Any], scope: str, cond: Threshold, kind: str, key: Any, now: float
     ) -> tuple[int, int]:
         seconds = cond.spec.seconds if cond.spec is not None else None
-        where = "ts > %s"
-        params: list[Any] = [now - (seconds or 0)]
-        if kind == "model":
-            where += " AND model = %s"
-            params.append(key)
-        elif kind.startswith("tag:"):
-            where += " AND tags::jsonb ->> %s = %s"
-            params += [kind[4:], key]
+        where, params = POSTGRES.spend_filter(seconds, kind, key, now)
         row = conn.execute(
             "SELECT (SELECT coalesce(sum(cost_nano_usd), 0) FROM agentmeter_calls "  # type: ignore[call-overload]
             f"WHERE {where}), (SELECT coalesce(sum(nano_usd), 0) FROM agentmeter_reservations "
