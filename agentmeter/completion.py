@@ -144,17 +144,32 @@ def run_completion(run: Run, kwargs: dict[str, Any]) -> Any:
         return cached
     fn = run.meter.completion_fn or import_litellm().completion
     stream = bool(call_kwargs.get("stream"))
+
+    def attempt_once() -> Any:
+        call = _start(run, decision, call_kwargs, stream)
+        try:
+            response = fn(**call_kwargs)
+        except BaseException as exc:
+            _failed(run, call, call_kwargs, exc)
+            raise
+        if stream:
+            return _Stream(call, response, call_kwargs, key)
+        return _succeeded(run, call, call_kwargs, response, key)
+
+    # The first attempt runs outside tenacity: it usually succeeds, and tenacity's bookkeeping
+    # costs ~8 us a call. A transient failure is handed to tenacity as its attempt 1.
+    try:
+        return attempt_once()
+    except Exception as exc:
+        if not _worth_retrying(run, exc):
+            raise
+        failed: BaseException | None = exc
     for attempt in _retrying(run, Retrying):
         with attempt:
-            call = _start(run, decision, call_kwargs, stream)
-            try:
-                response = fn(**call_kwargs)
-            except BaseException as exc:
-                _failed(run, call, call_kwargs, exc)
-                raise
-            if stream:
-                return _Stream(call, response, call_kwargs, key)
-            return _succeeded(run, call, call_kwargs, response, key)
+            if failed is not None:
+                first, failed = failed, None
+                raise first
+            return attempt_once()
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
@@ -165,18 +180,35 @@ async def run_acompletion(run: Run, kwargs: dict[str, Any]) -> Any:
         return cached
     fn = run.meter.acompletion_fn or import_litellm().acompletion
     stream = bool(call_kwargs.get("stream"))
+
+    async def attempt_once() -> Any:
+        call = _start(run, decision, call_kwargs, stream)
+        try:
+            response = await fn(**call_kwargs)
+        except BaseException as exc:
+            _failed(run, call, call_kwargs, exc)
+            raise
+        if stream:
+            return _AsyncStream(call, response, call_kwargs, key)
+        return _succeeded(run, call, call_kwargs, response, key)
+
+    try:  # the first attempt outside tenacity, as in run_completion
+        return await attempt_once()
+    except Exception as exc:
+        if not _worth_retrying(run, exc):
+            raise
+        failed: BaseException | None = exc
     async for attempt in _retrying(run, AsyncRetrying):
         with attempt:
-            call = _start(run, decision, call_kwargs, stream)
-            try:
-                response = await fn(**call_kwargs)
-            except BaseException as exc:
-                _failed(run, call, call_kwargs, exc)
-                raise
-            if stream:
-                return _AsyncStream(call, response, call_kwargs, key)
-            return _succeeded(run, call, call_kwargs, response, key)
+            if failed is not None:
+                first, failed = failed, None
+                raise first
+            return await attempt_once()
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+def _worth_retrying(run: Run, exc: BaseException) -> bool:
+    return run.meter.max_retries > 0 and is_transient(exc)
 
 
 def _start(run: Run, decision: Decision, kwargs: dict[str, Any], stream: bool) -> Call:

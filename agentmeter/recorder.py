@@ -20,7 +20,10 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
+import operator
 import os
 import queue
 import sqlite3
@@ -109,6 +112,10 @@ _SQL = {
 _ORDER = ("run", "call", "decision", "content", "feedback", "cache")
 _RESERVATION = CALL_COLUMNS.index("reservation_id")
 _RELEASE_SQL = "DELETE FROM agentmeter_reservations WHERE ref = ?"
+_NONES = (None,) * len(CALL_COLUMNS)
+_SQLITE_LIMIT_VARIABLE_NUMBER = 9  # sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER (Python 3.11+)
+_EXACT_ROWS = 16
+_MAX_ROWS_PER_INSERT = 256  # a compiled 256-row statement holds ~1.6 MB
 
 _STOP = object()
 
@@ -180,6 +187,8 @@ class Recorder:
             reraise=True,
         )
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._drained = threading.Event()  # set after each commit: wakes throttled recorders
+        self._wake = threading.Event()  # ends the writer's linger (flush, close)
         self._backlog: deque[tuple[str, tuple[Any, ...]]] = deque()
         self.max_batch = max_batch
         self.max_queued = 20_000
@@ -222,11 +231,23 @@ class Recorder:
                 self._write_backlog()
 
     def _yield_to_writer(self) -> None:
-        waited = 0.0
-        while self._queue.qsize() > self.max_queued // 2 and waited < self.max_wait_s:
-            SYSTEM_CLOCK.sleep(0.001)
-            waited += 0.001
-        self.health.throttled_s += waited
+        """Block (at most ``max_wait_s``) until the writer has drained the queue to half.
+
+        Waiting on the writer's signal rather than spinning matters under the GIL: while every
+        recording thread waits, the writer runs alone and commits at full speed, instead of
+        waiting for the interpreter after each of its SQLite calls.
+        """
+        monotonic = SYSTEM_CLOCK.monotonic
+        start = monotonic()
+        deadline = start + self.max_wait_s
+        drained = self._drained
+        while self._queue.qsize() > self.max_queued // 2:
+            left = deadline - monotonic()
+            if left <= 0:
+                break
+            drained.clear()
+            drained.wait(min(left, 0.005))
+        self.health.throttled_s += monotonic() - start
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every row queued before this call is committed or dropped."""
@@ -238,6 +259,7 @@ class Recorder:
             return False
         done = threading.Event()
         self._queue.put(("flush", done))
+        self._wake.set()
         return done.wait(timeout_s)
 
     def close(self, timeout_s: float = 30.0) -> None:
@@ -247,6 +269,7 @@ class Recorder:
         self._closed = True
         if self._threaded and self._thread is not None and self._thread.is_alive():
             self._queue.put(("stop", _STOP))
+            self._wake.set()
             self._thread.join(timeout_s)
         else:
             with self._lock:
@@ -255,12 +278,10 @@ class Recorder:
 
     # -- writer side -------------------------------------------------------------------------
     def _run(self) -> None:
-        get = self._queue.get
+        get, get_nowait = self._queue.get, self._queue.get_nowait
         monotonic = SYSTEM_CLOCK.monotonic
         last_idle = monotonic()
         while True:
-            waiters: list[threading.Event] = []
-            stop = False
             try:
                 item = get(timeout=self.retry_s if self._backlog else self.idle_s)
             except queue.Empty:
@@ -268,12 +289,18 @@ class Recorder:
                 self._idle()
                 last_idle = monotonic()
                 continue
+            # Linger a moment so the rows of the next few calls join this commit: one commit per
+            # handful of calls keeps the writer's share of the GIL small while an agent is busy.
+            # It sleeps on an event rather than in ``get``: ``put`` wakes a thread blocked in
+            # ``get`` for every row, and each wake-up takes the GIL from the agent's thread.
+            # ``flush()`` and ``close()`` set the event; a kill loses at most ``linger_s`` more.
+            if item[0] not in ("flush", "stop") and self._queue.qsize() < self.max_batch:
+                self._wake.wait(self.linger_s)
+            self._wake.clear()
+            waiters: list[threading.Event] = []
+            stop = False
             batch = self._backlog
             count = 0
-            # Linger a moment for more rows: one commit per handful of calls instead of one per
-            # call keeps the writer's share of the GIL small while an agent is busy. A flush, a
-            # stop or a full batch commits at once; a kill loses at most ``linger_s`` more.
-            deadline = monotonic() + self.linger_s
             while True:
                 kind, payload = item
                 if kind == "flush":
@@ -286,16 +313,11 @@ class Recorder:
                 if count >= self.max_batch:
                     break
                 try:
-                    item = self._queue.get_nowait()
+                    item = get_nowait()
                 except queue.Empty:
-                    left = deadline - monotonic()
-                    if waiters or stop or left <= 0:
-                        break
-                    try:
-                        item = get(timeout=left)
-                    except queue.Empty:
-                        break
+                    break
             self._write_backlog()
+            self._drained.set()
             if monotonic() - last_idle >= self.idle_s:
                 # Under constant load the queue never goes quiet: sync anyway, once per idle_s.
                 self._idle()
@@ -433,16 +455,27 @@ class Recorder:
 
 
 def _commit_sqlite(conn: sqlite3.Connection, grouped: dict[str, list[tuple[Any, ...]]]) -> None:
-    """Insert one batch in one ``BEGIN IMMEDIATE`` transaction."""
+    """Insert one batch in one transaction.
+
+    The usual batch of a busy agent, a few call rows, is one ``INSERT`` statement, which SQLite
+    commits as its own transaction: one SQLite call, so the writer takes the GIL back once.
+    """
+    calls = grouped.get("call", [])
+    # A shared reservation ends in the transaction that commits its call's real cost, so
+    # other processes never see the budget both released and not yet spent.
+    released = [(r[_RESERVATION],) for r in calls if r[_RESERVATION]]
+    released += grouped.get("release", [])
+    autocommit = conn.isolation_level is None
+    if autocommit and len(grouped) == 1 and calls and not released and len(calls) <= _EXACT_ROWS:
+        insert_calls(conn, calls)
+        return
     try:
         conn.execute("BEGIN IMMEDIATE")
         for kind in _ORDER:
-            if kind in grouped:
+            if kind == "call" and kind in grouped:
+                insert_calls(conn, grouped[kind])
+            elif kind in grouped:
                 conn.executemany(_SQL[kind], grouped[kind])
-        # A shared reservation ends in the transaction that commits its call's real cost, so
-        # other processes never see the budget both released and not yet spent.
-        released = [(r[_RESERVATION],) for r in grouped.get("call", ()) if r[_RESERVATION]]
-        released += grouped.get("release", [])
         if released:
             conn.executemany(_RELEASE_SQL, released)
         conn.execute("COMMIT")
@@ -452,3 +485,43 @@ def _commit_sqlite(conn: sqlite3.Connection, grouped: dict[str, list[tuple[Any, 
         except sqlite3.Error:
             pass
         raise
+
+
+def insert_calls(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert call rows in order, hundreds per ``INSERT ... VALUES (...), (...)`` statement.
+
+    Two costs of ``executemany`` dominate the writer's share of the GIL, and this avoids both:
+    ``sqlite3`` releases the GIL around every step, so while agent threads keep the interpreter
+    busy the writer waits for it once per row (up to the 5 ms switch interval each time); and it
+    binds ``None`` through its adapter lookup (~0.5 us each, a call row has a dozen). A statement of
+    many rows steps once, and a column that is ``None`` in every row of a chunk is written as a
+    literal ``NULL``. The values stored are exactly ``executemany``'s. Chunks are powers of two, so
+    a connection compiles a handful of statements per row shape and keeps them cached (and every
+    size up to ``_EXACT_ROWS``, so a batch that small is always one statement).
+    """
+    limit = _rows_per_insert(conn)
+    start, total = 0, len(rows)
+    while start < total:
+        left = total - start
+        size = left if left <= _EXACT_ROWS else min(limit, 1 << (left.bit_length() - 1))
+        chunk = rows[start : start + size]
+        shapes = {bytes(map(operator.is_not, row, _NONES)) for row in chunk}
+        shape = shapes.pop() if len(shapes) == 1 else bytes(map(any, zip(*shapes, strict=True)))
+        values = itertools.compress(itertools.chain.from_iterable(chunk), itertools.cycle(shape))
+        conn.execute(_calls_sql(shape, size), list(values))
+        start += size
+
+
+@functools.lru_cache(maxsize=128)
+def _calls_sql(shape: bytes, rows: int) -> str:
+    """``INSERT`` of ``rows`` call rows binding the columns set in ``shape`` (NULL for the rest)."""
+    row = f"({', '.join('?' if bound else 'NULL' for bound in shape)})"
+    return f"{_SQL['call'].rsplit(' VALUES ', 1)[0]} VALUES {', '.join([row] * rows)}"
+
+
+def _rows_per_insert(conn: sqlite3.Connection) -> int:
+    """The largest power of two of call rows one statement may bind (SQLite's variable limit)."""
+    getlimit = getattr(conn, "getlimit", None)  # Python 3.11+
+    variables = getlimit(_SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit else 999
+    rows = max(1, min(_MAX_ROWS_PER_INSERT, variables // len(CALL_COLUMNS)))
+    return 1 << (rows.bit_length() - 1)

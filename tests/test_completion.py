@@ -136,6 +136,37 @@ def test_retries_give_up_after_max_retries(db_path, clock):
     assert len(calls(db_path)) == 5
 
 
+def test_acompletion_retries_transient_errors_on_the_same_schedule(db_path, clock):
+    attempts = []
+
+    async def flaky(**kwargs):
+        attempts.append(kwargs["model"])
+        if len(attempts) < 3:
+            raise SimulatedProviderError("overloaded", status_code=503)
+        return {
+            "model": "gpt-4o",
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+        }
+
+    async def main():
+        with agentmeter.Meter(db=db_path, clock=clock, acompletion_fn=flaky) as meter:
+            await meter.run("r").acompletion(model="gpt-4o", messages=MESSAGES)
+
+    asyncio.run(main())
+    assert [r[1] for r in calls(db_path)] == ["error", "error", "ok"]
+    assert len(attempts) == 3 and len(clock.slept) == 2  # backoff on the clock, as sync
+
+
+def test_no_retries_when_max_retries_is_zero(db_path, clock):
+    def down(**kwargs):
+        raise SimulatedProviderError("unavailable", status_code=503)
+
+    with agentmeter.Meter(db=db_path, clock=clock, completion_fn=down, max_retries=0) as meter:
+        with pytest.raises(SimulatedProviderError):
+            meter.run("r").completion(model="gpt-4o", messages=MESSAGES)
+    assert len(calls(db_path)) == 1 and clock.slept == []
+
+
 def test_halt_stops_before_the_provider_is_called(db_path, clock):
     called = []
     policy = "version: 1\npolicies:\n  - name: cap\n    when: {metric: cost_usd, window: 1h, above: $0.0001}\n    then: [halt]\n"

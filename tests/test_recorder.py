@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import agentmeter
 from agentmeter import Usage
+from agentmeter import recorder as recorder_module
 from agentmeter.errors import StorageError
 from agentmeter.migrations import STEPS, migrate
 
@@ -373,3 +374,44 @@ def test_a_writer_that_falls_behind_slows_the_loop_instead_of_growing_memory(db_
     meter.close()
     assert peak <= 500 + 1
     assert rows(db_path, "select count(*) from agentmeter_calls") == [(20_000,)]
+
+
+_VALUE = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+)
+_CELL = st.none() | _VALUE
+_NOT_NULL = {"ts", "usage_status", "cost_status", "status", "stream", "tags", "cache_hit"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            *[_VALUE if column in _NOT_NULL else _CELL for column in recorder_module.CALL_COLUMNS]
+        ),
+        min_size=1,
+        max_size=70,
+    ),
+    per_statement=st.sampled_from([1, 2, 8, 64]),
+)
+def test_multi_row_inserts_store_exactly_what_executemany_stores(rows, per_statement):
+    """Call rows go in many to a statement, all-None columns as literal NULLs: same rows, same order."""
+
+    def stored(insert):
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        migrate(conn)
+        insert(conn)
+        columns = ", ".join(recorder_module.CALL_COLUMNS)
+        return conn.execute(f"SELECT id, {columns} FROM agentmeter_calls ORDER BY id").fetchall()
+
+    old = recorder_module._MAX_ROWS_PER_INSERT
+    recorder_module._MAX_ROWS_PER_INSERT = per_statement
+    try:
+        chunked = stored(lambda conn: recorder_module.insert_calls(conn, rows))
+    finally:
+        recorder_module._MAX_ROWS_PER_INSERT = old
+    one_by_one = stored(lambda conn: conn.executemany(recorder_module._SQL["call"], rows))
+    assert chunked == one_by_one
+    assert [type(v) for row in chunked for v in row] == [type(v) for row in one_by_one for v in row]

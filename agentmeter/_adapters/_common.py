@@ -54,31 +54,52 @@ def _is_property(cls: type, key: str) -> bool:
     return known
 
 
+# What ``get`` does with an object, by its type: found once per type (isinstance against the
+# ``Mapping`` ABC costs about a microsecond, and parsing one usage payload asks ~20 fields).
+_MAPPING, _SCALAR, _PYDANTIC, _OBJECT = range(4)
+_KINDS: dict[type, int] = {}
+
+
+def _kind_of(cls: type) -> int:
+    if issubclass(cls, Mapping):
+        return _MAPPING
+    if issubclass(cls, _NO_FIELDS):
+        return _SCALAR
+    if isinstance(getattr(cls, "__pydantic_fields__", None), dict):
+        return _PYDANTIC
+    return _OBJECT
+
+
 def get(obj: Any, key: str) -> Any:
     """Field ``key`` of a mapping or attribute of an object; ``None`` when absent or on any error."""
     if obj is None:
         return None
-    if type(obj) is dict:
+    cls = type(obj)
+    if cls is dict:
         return obj.get(key)
-    if isinstance(obj, Mapping):
+    kind = _KINDS.get(cls)
+    if kind is None:
+        kind = _kind_of(cls)
+        if len(_KINDS) < 4096:  # types are few; a bound keeps a pathological caller harmless
+            _KINDS[cls] = kind
+    if kind == _MAPPING:
         try:
             return obj.get(key)
         except Exception:
             return None
-    if isinstance(obj, _NO_FIELDS):
+    if kind == _SCALAR:
         return None
-    fields = getattr(obj, "__pydantic_fields__", None)
-    if fields is not None:
+    if kind == _PYDANTIC:
         # A pydantic model (litellm's responses): read declared fields and extras from the
         # instance dicts. getattr of an absent name goes through pydantic's __getattr__ and an
         # exception, several microseconds each, and usage parsing asks for many absent names.
         value = obj.__dict__.get(key)
-        if value is not None or key in fields:
+        if value is not None or key in cls.__pydantic_fields__:
             return value
         extra = getattr(obj, "__pydantic_extra__", None)
         if extra and key in extra:
             return extra[key]
-        if not _is_property(type(obj), key):
+        if not _is_property(cls, key):
             return None
         # a computed field: fall through to getattr
     try:
