@@ -121,7 +121,11 @@ class RunTally:
             self.unknown_cost += not error
         else:
             self.spent_nano += cost_nano
-            self.recent.append((ts, cost_nano))
+            recent = self.recent
+            recent.append((ts, cost_nano))
+            if recent[0][0] <= ts - _RECENT_S:  # keep an hour: a long run must not grow it
+                while recent and recent[0][0] <= ts - _RECENT_S:
+                    recent.popleft()
         if latency_ms is not None and not error:
             self.latencies.append(latency_ms)  # sorted when asked: appending is all a call pays
         if buckets is not None:

@@ -70,3 +70,17 @@ def test_fired_policies_are_counted(clock):
         run.decide(model="m")
         assert run.stats().fired == {"loop -> alert": 1}
         assert "Policies acted: loop -> alert." in run.summary_for_prompt()
+
+
+def test_a_long_run_keeps_only_the_last_hour_of_spend_in_memory(clock):
+    """The hourly spend figure reads a deque of recent calls; a run of days must not grow it."""
+    with agentmeter.Meter(db=":memory:", clock=clock, pricing=PRICES) as meter:
+        run = meter.run("r")
+        for _ in range(3000):
+            run.record(model="m", usage=Usage(input_tokens=1000), latency_ms=1)
+            clock.advance(60)  # 50 hours in all
+        held = len(run._tally.recent)
+        stats = run.stats()
+    assert held <= 61
+    # now is 60 s after the last call: the hour back holds the calls 60 .. 3540 s ago, 59 of them
+    assert stats.spent_last_1h_usd == 59 * stats.spent_usd / 3000
