@@ -410,16 +410,22 @@ class Meter:
         kinds = tuple(k for k in self.engine.scope_kinds if k != "run")
         lag = self.dialect.sync_lag_ids
         floor = max(self._sync_floor, self._last_seen_id - lag)
-        rows = conn.execute(self.dialect.sync_sql(), (floor,)).fetchall()
+        # The top id first, then the rows up to it: on SQLite ids grow in commit order, so a row
+        # committed in between lies above the top and is read next time. This process's own rows
+        # are skipped in SQL (under load they are nearly all of them, and the engine saw them).
+        top = conn.execute("SELECT max(id) FROM agentmeter_calls").fetchone()[0]
+        if top is None or top <= floor:
+            return
+        rows = conn.execute(self.dialect.sync_sql(), (floor, top, self.writer_id)).fetchall()
         seen = self._seen_ids
         for r in rows:
             if lag:
                 if r[0] in seen:
                     continue
                 seen.add(r[0])
-            self._last_seen_id = max(self._last_seen_id, r[0])
-            if r[-1] != self.writer_id and kinds:
-                self.engine.observe(observation_from_row(r[:-1]), kinds=kinds)
+            if kinds:
+                self.engine.observe(observation_from_row(r), kinds=kinds)
+        self._last_seen_id = max(self._last_seen_id, top)
         if lag and len(seen) > 2 * lag:
             self._seen_ids = {i for i in seen if i > self._last_seen_id - lag}
 

@@ -92,10 +92,10 @@ class Dialect:
         return where, params
 
     def sync_sql(self) -> str:
-        """Calls above an id, with their writer, oldest first."""
+        """Calls in an id range (above, up to) that another writer recorded, oldest first."""
         return (
-            f"SELECT {_SEED_COLUMNS}, writer FROM agentmeter_calls WHERE id > {self.param} "
-            "ORDER BY id"
+            f"SELECT {_SEED_COLUMNS} FROM agentmeter_calls WHERE id > {self.param} "
+            f"AND id <= {self.param} AND (writer IS NULL OR writer <> {self.param}) ORDER BY id"
         )
 
 
