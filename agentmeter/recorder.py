@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import operator
 import os
 import queue
 import sqlite3
@@ -112,7 +111,6 @@ _SQL = {
 _ORDER = ("run", "call", "decision", "content", "feedback", "cache")
 _RESERVATION = CALL_COLUMNS.index("reservation_id")
 _RELEASE_SQL = "DELETE FROM agentmeter_reservations WHERE ref = ?"
-_NONES = (None,) * len(CALL_COLUMNS)
 _SQLITE_LIMIT_VARIABLE_NUMBER = 9  # sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER (Python 3.11+)
 _EXACT_ROWS = 16
 _MAX_ROWS_PER_INSERT = 256  # a compiled 256-row statement holds ~1.6 MB
@@ -505,8 +503,8 @@ def insert_calls(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> N
         left = total - start
         size = left if left <= _EXACT_ROWS else min(limit, 1 << (left.bit_length() - 1))
         chunk = rows[start : start + size]
-        shapes = {bytes(map(operator.is_not, row, _NONES)) for row in chunk}
-        shape = shapes.pop() if len(shapes) == 1 else bytes(map(any, zip(*shapes, strict=True)))
+        # 1 for a column some row sets, 0 for one that is None in every row (a literal NULL).
+        shape = bytes([column.count(None) != size for column in zip(*chunk, strict=True)])
         values = itertools.compress(itertools.chain.from_iterable(chunk), itertools.cycle(shape))
         conn.execute(_calls_sql(shape, size), list(values))
         start += size
