@@ -555,6 +555,9 @@ def _feedback_by(
     """Quality signals per report group: feedback rows joined to the calls they rate."""
     key_sql, _ = _group_sql(by)
     try:
+        # Without feedback the join below would still read every call (the calls drive it).
+        if conn.execute("SELECT 1 FROM agentmeter_feedback LIMIT 1").fetchone() is None:
+            return {}
         rows = conn.execute(
             f"WITH c AS (SELECT run_id, step, {key_sql} AS grp FROM agentmeter_calls"
             + (" WHERE " + " AND ".join(where) if where else "")
