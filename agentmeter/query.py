@@ -509,6 +509,15 @@ def report(
     ``run_id``: one run (or unique prefix). Keys: ``REPORT_KEYS``.
     """
     key_sql, params = _group_sql(by)
+    # A recorder from before m004, opened read-only (so not migrated), lacks its columns.
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(agentmeter_calls)")}
+    if "model_version" not in columns and by == "model_version":
+        key_sql = "model"
+    cache = (
+        "coalesce(sum(cache_hit), 0), coalesce(sum(saved_nano_usd), 0)"
+        if {"cache_hit", "saved_nano_usd"} <= columns
+        else "0, 0"
+    )
     where: list[str] = []
     if since_s is not None:
         where.append("ts >= ?")
@@ -520,8 +529,7 @@ def report(
         f"SELECT {key_sql} AS grp, count(*), coalesce(sum(status != 'ok'), 0), {_BUCKET_SUMS}, "
         "sum(cost_nano_usd), count(cost_nano_usd), "
         "coalesce(sum(cost_nano_usd IS NULL AND status = 'ok'), 0), "
-        "coalesce(sum(cache_hit), 0), coalesce(sum(saved_nano_usd), 0), "
-        f"{_VALUES_FN}(latency_ms) FILTER (WHERE status = 'ok' AND latency_ms IS NOT NULL), "
+        f"{cache}, {_VALUES_FN}(latency_ms) FILTER (WHERE status = 'ok' AND latency_ms IS NOT NULL), "
         f"{_VALUES_FN}(ttft_ms) FILTER (WHERE status = 'ok' AND ttft_ms IS NOT NULL) "
         "FROM agentmeter_calls"
     )
