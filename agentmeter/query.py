@@ -14,15 +14,19 @@ epoch seconds; ``day`` and ``hour`` groups are UTC.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import heapq
 import json
+import os
 import re
 import sqlite3
+import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import IO, Any
 
 from .clock import SYSTEM_CLOCK, Clock
@@ -142,9 +146,13 @@ EXPORT_FORMATS = ("jsonl", "csv")
 _JSON_COLUMNS = ("tags", "detail")
 
 _TAG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
-_QUANTILES_FN = "agentmeter_quantiles"
+_VALUES_FN = "agentmeter_values"
 # Below this many samples a plain sort is cheaper than importing numpy for a partial sort.
 _NUMPY_FROM = 20_000
+# An unfiltered report over this many calls or more is read in parallel id ranges, on at most
+# _MAX_READERS connections (``_grouped_rows``); below it, threads cost more than they save.
+_SPLIT_FROM = 200_000
+_MAX_READERS = 4
 _BUCKET_SUMS = ", ".join(f"coalesce(sum({b}), 0)" for b in BUCKETS)
 _CALL_COLUMNS = (
     "id, run_id, ts, step, requested_model, model, provider, "
@@ -186,23 +194,28 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-class _Quantiles:
-    """SQLite aggregate ``agentmeter_quantiles(x)``: the exact p50/p90/p99 of x, as a JSON list."""
+class _Values:
+    """SQLite aggregate ``agentmeter_values(x)``: every x, packed as native doubles (a BLOB).
+
+    Packed values of one group read in parts (see ``_grouped_rows``) concatenate; their exact
+    quantiles are ``_quantiles``'s.
+    """
 
     def __init__(self) -> None:
         self.values = array("d")
         self.step = self.values.append  # the cheapest per-row callback sqlite3 can make
 
-    def finalize(self) -> str:
-        return json.dumps(exact_quantiles(self.values))
+    def finalize(self) -> bytes:
+        return self.values.tobytes()
 
 
 def _register(conn: sqlite3.Connection) -> None:
-    conn.create_aggregate(_QUANTILES_FN, 1, _Quantiles)  # type: ignore[arg-type]
+    conn.create_aggregate(_VALUES_FN, 1, _Values)  # type: ignore[arg-type]
 
 
-def _quantiles(text: str | None) -> list[float | None]:
-    return json.loads(text) if text else [None] * len(QUANTILES)
+def _quantiles(packed: bytes | None) -> list[float | None]:
+    """The exact p50/p90/p99 of ``agentmeter_values``'s packed doubles; None when there are none."""
+    return exact_quantiles(array("d", packed or b""))
 
 
 def _cost_fields(cost_sum: int | None, priced: int, unknown: int) -> dict[str, Any]:
@@ -342,7 +355,7 @@ def list_runs(
             f"SELECT run_id, count(*), coalesce(sum(status != 'ok'), 0), {_BUCKET_SUMS}, "
             "sum(cost_nano_usd), count(cost_nano_usd), "
             "coalesce(sum(cost_nano_usd IS NULL AND status = 'ok'), 0), "
-            f"{_QUANTILES_FN}(latency_ms) FILTER (WHERE status = 'ok' AND latency_ms IS NOT NULL) "
+            f"{_VALUES_FN}(latency_ms) FILTER (WHERE status = 'ok' AND latency_ms IS NOT NULL) "
             "FROM agentmeter_calls WHERE run_id IN (SELECT value FROM json_each(?)) GROUP BY run_id",
             (ids,),
         )
@@ -490,11 +503,21 @@ def report(
     Per group: calls, errors and error rate, tokens per bucket, cache-hit ratio (cache reads over
     the whole prompt: input + cache read + cache write), exact cost with unknown-cost calls
     counted apart, exact p50/p90/p99 latency and TTFT of successful calls. Sums are SQL's; the
-    quantiles come from one pass of the same query. Time groups are in time order, the others by
+    quantiles come from one pass of the same query (over a large unfiltered table, one pass per
+    core: see ``_grouped_rows``). Time groups are in time order, the others by
     cost (highest first). ``since_s``: calls that finished in the last ``since_s`` seconds;
     ``run_id``: one run (or unique prefix). Keys: ``REPORT_KEYS``.
     """
     key_sql, params = _group_sql(by)
+    # A recorder from before m004, opened read-only (so not migrated), lacks its columns.
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(agentmeter_calls)")}
+    if "model_version" not in columns and by == "model_version":
+        key_sql = "model"
+    cache = (
+        "coalesce(sum(cache_hit), 0), coalesce(sum(saved_nano_usd), 0)"
+        if {"cache_hit", "saved_nano_usd"} <= columns
+        else "0, 0"
+    )
     where: list[str] = []
     if since_s is not None:
         where.append("ts >= ?")
@@ -502,21 +525,17 @@ def report(
     if run_id is not None:
         where.append("run_id = ?")
         params.append(resolve_run_id(conn, run_id))
-    _register(conn)
-    sql = (
+    select = (
         f"SELECT {key_sql} AS grp, count(*), coalesce(sum(status != 'ok'), 0), {_BUCKET_SUMS}, "
         "sum(cost_nano_usd), count(cost_nano_usd), "
         "coalesce(sum(cost_nano_usd IS NULL AND status = 'ok'), 0), "
-        "coalesce(sum(cache_hit), 0), coalesce(sum(saved_nano_usd), 0), "
-        f"{_QUANTILES_FN}(latency_ms) FILTER (WHERE status = 'ok' AND latency_ms IS NOT NULL), "
-        f"{_QUANTILES_FN}(ttft_ms) FILTER (WHERE status = 'ok' AND ttft_ms IS NOT NULL) "
+        f"{cache}, {_VALUES_FN}(latency_ms) FILTER (WHERE status = 'ok' AND latency_ms IS NOT NULL), "
+        f"{_VALUES_FN}(ttft_ms) FILTER (WHERE status = 'ok' AND ttft_ms IS NOT NULL) "
         "FROM agentmeter_calls"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " GROUP BY grp"
     )
     feedback = _feedback_by(conn, by, where, params)
     out = []
-    for key, calls, errors, *rest in conn.execute(sql, params):
+    for key, calls, errors, *rest in _grouped_rows(conn, select, where, params):
         buckets = dict(zip(BUCKETS, rest[: len(BUCKETS)], strict=True))
         cost_sum, priced, unknown, hits, saved, lat, ttft = rest[len(BUCKETS) :]
         prompt = (
@@ -549,12 +568,111 @@ def report(
     return out
 
 
+def _grouped_rows(
+    conn: sqlite3.Connection, select: str, where: list[str], params: list[Any]
+) -> list[Sequence[Any]]:
+    """The rows of ``select`` (a query of agentmeter_calls) filtered by ``where``, grouped by grp.
+
+    A large unfiltered table is read as id ranges at once, one per core (``_read_ranges``), and
+    each group's parts merged into the row one pass would have given (``_merge_groups``).
+    """
+    _register(conn)
+    ranges = [] if where else _id_ranges(conn)
+    if len(ranges) < 2:
+        sql = select + (" WHERE " + " AND ".join(where) if where else "") + " GROUP BY grp"
+        return conn.execute(sql, params).fetchall()
+    sql = select + " WHERE id BETWEEN ? AND ? GROUP BY grp"
+    return _merge_groups(_read_ranges(conn, sql, params, ranges))
+
+
+def _read_ranges(
+    conn: sqlite3.Connection, sql: str, params: list[Any], ranges: list[tuple[int, int]]
+) -> list[list[Sequence[Any]]]:
+    """``sql`` (its last two parameters: an id range) over each range, the ranges read at once.
+
+    The first range is read on ``conn``, each other one in a thread on a read-only connection
+    of its own: SQLite releases the GIL while it scans and sorts. Calls are only ever inserted,
+    with growing ids, so every connection sees the same calls in ranges fixed on ``conn``. A
+    range whose own connection fails (a file it may not open, say) is read on ``conn`` after.
+    """
+    file = _database_file(conn)
+    parts: list[list[Sequence[Any]] | None] = [None] * len(ranges)
+
+    def read(i: int) -> None:
+        with contextlib.suppress(Exception):
+            other = sqlite3.connect(f"{Path(file).as_uri()}?mode=ro", uri=True, timeout=5.0)
+            try:
+                _register(other)
+                parts[i] = other.execute(sql, [*params, *ranges[i]]).fetchall()
+            finally:
+                other.close()
+
+    threads = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(1, len(ranges))]
+    for thread in threads:
+        thread.start()
+    try:
+        parts[0] = conn.execute(sql, [*params, *ranges[0]]).fetchall()
+    finally:
+        for thread in threads:
+            thread.join()
+    return [
+        conn.execute(sql, [*params, *bounds]).fetchall() if part is None else part
+        for part, bounds in zip(parts, ranges, strict=True)
+    ]
+
+
+def _merge_groups(parts: Iterable[Iterable[Sequence[Any]]]) -> list[Sequence[Any]]:
+    """Grouped rows of disjoint ranges as one row per group, in SQLite's order of the keys.
+
+    Sums add (a NULL sum adds nothing), packed values concatenate, and the groups come in the
+    order GROUP BY gives them: NULL, then numbers, text, blobs.
+    """
+    merged: dict[Any, list[Any]] = {}
+    for rows in parts:
+        for key, *values in rows:
+            have = merged.get(key)
+            merged[key] = values if have is None else list(map(_combine, have, values))
+    return [(key, *merged[key]) for key in sorted(merged, key=_sqlite_order)]
+
+
+def _id_ranges(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+    """The calls' ids cut into one range per core, when there are enough calls to be worth it."""
+    readers = min(os.cpu_count() or 1, _MAX_READERS)
+    if readers < 2 or conn.in_transaction or not _database_file(conn):
+        return []
+    low, high = conn.execute("SELECT min(id), max(id) FROM agentmeter_calls").fetchone()
+    if low is None or high - low + 1 < _SPLIT_FROM:
+        return []
+    step = (high - low) // readers + 1
+    return [(start, min(start + step - 1, high)) for start in range(low, high + 1, step)]
+
+
+def _database_file(conn: sqlite3.Connection) -> str:
+    """The file of ``conn``'s main database; empty for an in-memory or temporary one."""
+    return next((row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "")
+
+
+def _combine(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else a + b
+
+
+def _sqlite_order(key: Any) -> tuple[int, Any]:
+    if key is None:
+        return (0, 0)
+    if isinstance(key, int | float):
+        return (1, key)
+    return (2, key) if isinstance(key, str) else (3, key)
+
+
 def _feedback_by(
     conn: sqlite3.Connection, by: str, where: list[str], params: list[Any]
 ) -> dict[Any, dict[str, int]]:
     """Quality signals per report group: feedback rows joined to the calls they rate."""
     key_sql, _ = _group_sql(by)
     try:
+        # Without feedback the join below would still read every call (the calls drive it).
+        if conn.execute("SELECT 1 FROM agentmeter_feedback LIMIT 1").fetchone() is None:
+            return {}
         rows = conn.execute(
             f"WITH c AS (SELECT run_id, step, {key_sql} AS grp FROM agentmeter_calls"
             + (" WHERE " + " AND ".join(where) if where else "")

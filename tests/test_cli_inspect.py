@@ -487,6 +487,37 @@ def test_exact_quantiles_equal_the_sorted_reference(n):
     assert expected == pytest.approx([numpy.percentile(values, p) for p in (50, 90, 99)], rel=1e-12)
 
 
+@pytest.mark.parametrize("by", ["model", "model_version"])
+def test_report_reads_a_recorder_from_before_the_response_cache(tmp_path, by):
+    """Read-only, an m001-m003 recorder is not migrated: it reports no cache hits, not an error."""
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+    from agentmeter.migrations import MIGRATION_SET, STEPS
+
+    old = Migrations(MIGRATION_SET)
+    for step in STEPS[:3]:
+        old()(step)
+    db = str(tmp_path / "old.db")
+    conn = sqlite3.connect(db)
+    old.apply(Database(conn))
+    with conn:
+        conn.execute(
+            "INSERT INTO agentmeter_calls (run_id, step, ts, model, input_tokens, output_tokens, "
+            "usage_status, cost_nano_usd, cost_status, latency_ms, status) "
+            "VALUES ('r', 1, ?, 'test-big', 10, 5, 'ok', 75, 'ok', 812.5, 'ok')",
+            (START,),
+        )
+    conn.close()
+    (group,) = invoke_json("report", "--db", db, "--by", by)
+    assert (group["group"], group["calls"], group["cost_nano_usd"]) == ("test-big", 1, 75)
+    assert (group["response_cache_hits"], group["saved_nano_usd"], group["p50_latency_ms"]) == (
+        0,
+        0,
+        812.5,
+    )
+
+
 # -- errors ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "args",
