@@ -675,16 +675,21 @@ class PriceTable:
         map; None is returned if that is unknown too, or the model is. Cache writes (which cost
         more than input) are not assumed: reserve with care for prompts you cache.
         """
-        for label, value in (
-            ("prompt_tokens", prompt_tokens),
-            ("max_output_tokens", max_output_tokens),
+        exact = type(prompt_tokens) is int and prompt_tokens >= 0  # every decide asks: be quick
+        if not exact or (
+            max_output_tokens is not None
+            and (type(max_output_tokens) is not int or max_output_tokens < 0)
         ):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            for label, value in (
+                ("prompt_tokens", prompt_tokens),
+                ("max_output_tokens", max_output_tokens),
             ):
-                raise ConfigError(
-                    f"worst_case_nano_usd: {label} must be a whole number >= 0, got {value!r}"
-                )
+                if value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 0
+                ):
+                    raise ConfigError(
+                        f"worst_case_nano_usd: {label} must be a whole number >= 0, got {value!r}"
+                    )
         rates = self.rates(model)
         if rates is None:
             return None

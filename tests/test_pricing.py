@@ -490,6 +490,9 @@ def test_worst_case_uses_map_max_output_and_rounds_up() -> None:
     assert no_limit.worst_case_nano_usd("x", 10) is None
     with pytest.raises(ConfigError):
         table.worst_case_nano_usd("gpt-4o", -1)
+    for prompt, output in ((True, 1), (1.5, 1), ("9", 1), (1, -1), (1, False), (1, 2.0)):
+        with pytest.raises(ConfigError, match="whole number"):
+            table.worst_case_nano_usd("gpt-4o", prompt, output)
 
 
 def test_import_does_not_import_litellm() -> None:
