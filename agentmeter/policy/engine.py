@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine", "Observation", "Reservation"]
 
+# Bound plans kept per run, one per (model, tag values) it decides for; past this many, start over.
+_PLANS_PER_RUN = 256
+
 # The per-call samples a window can read, in the order of ``Observation.samples``.
 SAMPLE_NAMES = (
     "cost",
@@ -73,10 +76,38 @@ class _RuleState:
 
 
 @dataclass(slots=True)
-class _Measure:
-    value: float | None  # display unit
-    raw: float | None  # stored unit
+class _Probe:
+    """A condition resolved for one scope key: the window it reads and its bound statistic.
+
+    ``read(now)`` gives the condition's value in the stored unit; it is None for ``stat: next``
+    (the caller's prompt size) and for a condition with no window. ``window`` is the window a
+    budget is held against (None for ratios, ``next`` and windowless conditions). Fired values
+    built from the probe are kept in ``fired`` and reused while they are equal.
+    """
+
+    cond: _Cond
+    key: Any
     window: Window | None
+    read: Callable[[float], float | None] | None
+    scope: str  # how the scope reads in reasons: "run 1f3a", "all calls", "tenant=acme"
+    fired: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Bound:
+    """A rule resolved for one decide context (run, model, tag values): what ``decide`` walks.
+
+    A single-condition rule has its probe and its state; a rule of several conditions has a probe
+    per condition that applies (its state depends on which condition leads, so it is looked up).
+    ``quiet``: nothing to do while the rule is neither breached nor active (no warn level, not a
+    hard cap).
+    """
+
+    r: _Rule
+    probe: _Probe | None
+    state: _RuleState | None
+    probes: tuple[_Probe, ...]
+    quiet: bool
 
 
 # Samples that are keys (hashes, names), counted rather than summed.
@@ -120,6 +151,14 @@ class Engine:
         # (scope kind, key) -> [(sample, the bound add of its window)]: what observe walks
         self._feeds: dict[tuple[str, Any], list[tuple[str, Callable[[float, Any], None]]]] = {}
         self._compiled = _compile_rules(self.rules)
+        # run id -> (model, tag values...) -> the rules bound to those scope keys
+        self._plans: dict[str | None, dict[tuple[Any, ...], list[_Bound]]] = {}
+        self._tag_kinds = tuple(
+            sorted(
+                {c.scope for r in self.rules for c in r.conditions if c.scope.startswith("tag:")}
+            )
+        )
+        self._tag_names = tuple(kind[4:] for kind in self._tag_kinds)
         self.hard_caps = any(rule.is_hard_cap for rule in self.rules)
         self.needs_prompt_tokens = self.hard_caps or any(
             c.stat == "next" for rule in self.rules for c in rule.conditions
@@ -193,6 +232,7 @@ class Engine:
                 self._feeds.pop(("run", run_id), None)
             for key in [k for k in self._states if k[1][-1] == run_id]:
                 del self._states[key]
+            self._plans.pop(run_id, None)
 
     @property
     def scope_kinds(self) -> tuple[str, ...]:
@@ -225,24 +265,40 @@ class Engine:
         no_stream = halt = upgrade = False
         pause_s = 0.0
         compact: Compact | None = None
-        caps: list[tuple[_Rule, _Cond, _Measure, Any]] = []
-        keys = {"run": run_id, "all": "", "model": model}
-        states = self._states
+        caps: list[tuple[_Rule, _Probe]] = []
         with self._lock:
-            for r in self._compiled:
-                outcome = self._evaluate(r, now, keys, tags, prompt_tokens)
-                if outcome is None:
-                    continue
-                breached, recovered, lead, measure, key = outcome
+            for b in self._plan(run_id, model, tags):
+                r = b.r
+                probe = b.probe
+                if probe is not None:
+                    # One condition (the common case): Cond.judge inlined, no tuple per rule.
+                    cond = probe.cond
+                    read = probe.read
+                    if read is not None:
+                        raw = read(now)
+                    elif cond.next and prompt_tokens is not None:
+                        raw = float(prompt_tokens)
+                    else:
+                        raw = None
+                    if raw is None:
+                        breached, recovered = False, True
+                    elif cond.above:
+                        breached, recovered = raw > cond.limit, raw <= cond.recover_raw
+                    else:
+                        breached, recovered = raw < cond.limit, raw >= cond.recover_raw
+                    state = b.state
+                    assert state is not None
+                    if b.quiet and not breached and not state.active:
+                        continue
+                else:
+                    outcome = self._evaluate(b, now, prompt_tokens, run_id)
+                    if outcome is None:
+                        continue
+                    breached, recovered, probe, raw, state = outcome
+                    cond = probe.cond
                 if r.hard_cap:
-                    caps.append((r, lead, measure, key))
-                state_key = (
-                    r.index,
-                    (lead.t.scope, key) if lead.t.scope == "run" else (lead.t.scope, key, run_id),
-                )
-                state = states.get(state_key)
-                if state is None:
-                    state = states[state_key] = _RuleState()
+                    caps.append((r, probe))
+                rule = r.rule
                 transition = None
                 if breached and not state.active:
                     state.active, state.since, transition = True, now, "fire"
@@ -250,34 +306,34 @@ class Engine:
                 elif (
                     state.active
                     and not breached
-                    and (not r.stateful or (recovered and now - state.since >= r.rule.cooldown_s))
+                    and (not r.stateful or (recovered and now - state.since >= rule.cooldown_s))
                 ):
                     state.active, transition = False, "recover"
                     state.warned = False
                 if (
                     state.active
-                    and r.rule.recover_after_s is not None
+                    and rule.recover_after_s is not None
                     and transition != "fire"
-                    and now - state.since >= r.rule.recover_after_s
+                    and now - state.since >= rule.recover_after_s
                 ):
                     state.active, transition = False, "recover"
                     state.warned = False
                 if transition == "recover":
                     if r.stateful:
-                        fired.append(_fired(r, lead, measure, key, "recover", "recover"))
+                        fired.append(_fired(r, probe, raw, "recover", "recover"))
                     continue
                 if not state.active:
-                    if r.rule.warn_at is not None and measure.raw is not None:
-                        level = lead.t.raw * r.rule.warn_at
-                        near = measure.raw >= level if lead.t.above else measure.raw <= level
+                    if rule.warn_at is not None and raw is not None:
+                        level = cond.limit * rule.warn_at
+                        near = raw >= level if cond.above else raw <= level
                         if near and not state.warned:
                             state.warned = True
-                            fired.append(_fired(r, lead, measure, key, "warn", "warn"))
+                            fired.append(_fired(r, probe, raw, "warn", "warn"))
                         elif not near:
                             state.warned = False
                     continue
                 label = transition or "active"
-                for action in r.rule.actions:
+                for action in rule.actions:
                     kind = action.kind
                     if kind == "downgrade":
                         steps += action.steps
@@ -299,15 +355,13 @@ class Engine:
                         if compact is None or target < compact.target_tokens:
                             compact = Compact(target_tokens=target, prompt_tokens=prompt_tokens)
                     elif kind == "pause":
-                        wait = self._pause_for(
-                            action.pause_s, lead, measure, now, state, transition, r.rule
-                        )
+                        wait = self._pause_for(action.pause_s, probe, now, state, transition, rule)
                         if wait is None:
                             continue
                         pause_s = max(pause_s, wait)
-                        fired.append(_fired(r, lead, measure, key, kind, label, {"pause_s": wait}))
+                        fired.append(_fired(r, probe, raw, kind, label, wait))
                         continue
-                    fired.append(_fired(r, lead, measure, key, kind, label))
+                    fired.append(_fired(r, probe, raw, kind, label))
 
             # An active upgrade (say, users rating the cheaper model's answers down) lifts every
             # downgrade: quality before savings.
@@ -316,15 +370,16 @@ class Engine:
             if caps and not halt:
                 reserve = (worst_case(chosen) or 0) if worst_case is not None else 0
                 held: list[tuple[Window, int]] = []
-                for r, lead, measure, key in caps:
-                    window = measure.window
+                for r, probe in caps:
+                    window = probe.window
                     if window is None or pause_s > 0:
                         continue
+                    limit = probe.cond.limit
                     total = window.total + window.reserved + reserve
-                    if total <= lead.t.raw:
+                    if total <= limit:
                         held.append((window, reserve))
                         continue
-                    wait = window.time_until_at_most(lead.t.raw - reserve, now)
+                    wait = window.time_until_at_most(limit - reserve, now)
                     kinds = r.kinds
                     if "pause" in kinds and wait is not None and (wait > 0 or window.reserved):
                         verdict, pause_s = "pause", max(pause_s, wait if wait > 0 else 1.0)
@@ -332,7 +387,7 @@ class Engine:
                         verdict, halt = "halt", True
                     else:
                         verdict, pause_s = "pause", max(pause_s, wait)
-                    fired.append(_cap_fired(r, lead, window, reserve, key, verdict, pause_s))
+                    fired.append(_cap_fired(r, probe, window, reserve, verdict, pause_s))
                 if not halt and pause_s <= 0 and held and reserve:
                     for window, amount in held:
                         window.reserved += amount
@@ -372,7 +427,7 @@ class Engine:
         if key is None:
             return None
         with self._lock:
-            return self._measure(cond, key, now, prompt_tokens).value
+            return cond.display(_read(self._probe(cond, key), now, prompt_tokens))
 
     def cap_room(
         self, *, now: float, run_id: str | None, model: str, tags: Mapping[str, Any]
@@ -382,17 +437,15 @@ class Engine:
         keys = {"run": run_id, "all": "", "model": model}
         with self._lock:
             for r in self._compiled:
-                if not r.hard_caps_conds:
-                    continue
                 for cond in r.hard_caps_conds:
                     key = _key(cond.t.scope, keys, tags)
                     if key is None:
                         continue
-                    measure = self._measure(cond, key, now, None)
-                    window = measure.window
+                    window = self._window_of(cond, key)
                     if window is None:
                         continue
-                    left = cond.t.raw - window.total - window.reserved
+                    window.expire(now)
+                    left = cond.limit - window.total - window.reserved
                     room = left if room is None else min(room, left)
         return room
 
@@ -405,20 +458,93 @@ class Engine:
             return model
         return chain[min(steps, len(chain)) - 1]
 
+    def _plan(self, run_id: str | None, model: str, tags: Mapping[str, Any]) -> list[_Bound]:
+        """The rules bound to this decide's scope keys, built once per (run, model, tag values).
+
+        Binding resolves each condition's window and statistic and each rule's state once, so a
+        decide does no key building, no window lookup and no string dispatch per rule. Plans of a
+        run go when the run ends (its windows and states go then too).
+        """
+        context = (model, *[_tag_key(tags, name) for name in self._tag_names])
+        plans = self._plans.get(run_id)
+        if plans is None:
+            plans = self._plans[run_id] = {}
+        plan = plans.get(context)
+        if plan is None:
+            if len(plans) >= _PLANS_PER_RUN:
+                plans.clear()  # a run that decides for ever new models or tag values
+            keys: dict[str, Any] = {"run": run_id, "all": "", "model": model}
+            keys.update(zip(self._tag_kinds, context[1:], strict=True))
+            plan = plans[context] = self._bind(keys, run_id)
+        return plan
+
+    def _bind(self, keys: dict[str, Any], run_id: str | None) -> list[_Bound]:
+        plan = []
+        for r in self._compiled:
+            if len(r.conds) > 1:
+                probes = tuple(
+                    self._probe(c, keys[c.t.scope]) for c in r.conds if keys[c.t.scope] is not None
+                )
+                if probes:
+                    plan.append(_Bound(r, None, None, probes, quiet=False))
+                continue
+            cond = r.conds[0]
+            key = keys[cond.t.scope]
+            if key is None:
+                continue
+            probe = self._probe(cond, key)
+            quiet = not r.hard_cap and r.rule.warn_at is None
+            plan.append(_Bound(r, probe, self._state(r, probe, run_id), (), quiet))
+        return plan
+
+    def _probe(self, cond: _Cond, key: Any) -> _Probe:
+        t = cond.t
+        scope = _scope_text(t.scope, key)
+        if cond.ratio and t.spec is not None:
+            windows = self._windows_for(t.scope, key)
+            read_sum = windows[("cache_read_tokens", t.spec)].reader("sum")
+            prompt_sum = windows[("prompt_tokens", t.spec)].reader("sum")
+
+            def ratio(now: float) -> float | None:
+                read = read_sum(now) or 0
+                prompt = prompt_sum(now) or 0
+                return read / prompt if prompt else None
+
+            return _Probe(cond, key, None, ratio, scope)
+        window = self._window_of(cond, key)
+        if window is None:
+            return _Probe(cond, key, None, None, scope)
+        return _Probe(cond, key, window, window.reader(t.stat), scope)
+
+    def _window_of(self, cond: _Cond, key: Any) -> Window | None:
+        """The window a condition reads in one scope (None: ``next``, a ratio, no window)."""
+        t = cond.t
+        if cond.next or cond.ratio or t.spec is None:
+            return None
+        return self._windows_for(t.scope, key)[cond.window_key]
+
+    def _state(self, r: _Rule, probe: _Probe, run_id: str | None) -> _RuleState:
+        scope = probe.cond.t.scope
+        where = (scope, probe.key) if scope == "run" else (scope, probe.key, run_id)
+        state = self._states.get((r.index, where))
+        if state is None:
+            state = self._states[(r.index, where)] = _RuleState()
+        return state
+
     def _pause_for(
         self,
         fixed_s: float | None,
-        lead: _Cond,
-        measure: _Measure,
+        probe: _Probe,
         now: float,
         state: _RuleState,
         transition: str | None,
         rule: PolicyRule,
     ) -> float | None:
         if fixed_s is None:
-            window = measure.window
-            if window is not None and lead.t.stat == "sum" and lead.t.above:
-                wait = window.time_until_at_most(lead.t.raw, now)
+            window = probe.window
+            t = probe.cond.t
+            if window is not None and t.stat == "sum" and t.above:
+                wait = window.time_until_at_most(t.raw, now)
                 if wait is not None:
                     return wait if wait > 0 else None
             fixed_s = rule.cooldown_s
@@ -430,56 +556,22 @@ class Engine:
         return None
 
     def _evaluate(
-        self,
-        r: _Rule,
-        now: float,
-        keys: dict[str, Any],
-        tags: Mapping[str, Any],
-        prompt_tokens: int | None,
-    ) -> tuple[bool, bool, _Cond, _Measure, Any] | None:
-        if len(r.conds) == 1:  # the common case, without the list
-            cond = r.conds[0]
-            key = _key(cond.t.scope, keys, tags)
-            if key is None:
-                return None
-            measure = self._measure(cond, key, now, prompt_tokens)
-            breached, recovered = cond.judge(measure.raw)
-            return breached, recovered, cond, measure, key
+        self, b: _Bound, now: float, prompt_tokens: int | None, run_id: str | None
+    ) -> tuple[bool, bool, _Probe, float | None, _RuleState]:
+        """A rule of several conditions: combined, with the condition that leads (and its state)."""
         results = []
-        for cond in r.conds:
-            key = _key(cond.t.scope, keys, tags)
-            if key is None:
-                continue
-            measure = self._measure(cond, key, now, prompt_tokens)
-            breached, recovered = cond.judge(measure.raw)
-            results.append((breached, recovered, cond, measure, key))
-        if not results:
-            return None
-        if r.rule.combine == "all":
+        for probe in b.probes:
+            raw = _read(probe, now, prompt_tokens)
+            breached, recovered = probe.cond.judge(raw)
+            results.append((breached, recovered, probe, raw))
+        if b.r.rule.combine == "all":
             breached = all(x[0] for x in results)
             recovered = any(x[1] for x in results)
         else:
             breached = any(x[0] for x in results)
             recovered = all(x[1] for x in results)
         lead = next((x for x in results if x[0]), results[0])
-        return breached, recovered, lead[2], lead[3], lead[4]
-
-    def _measure(self, cond: _Cond, key: Any, now: float, prompt_tokens: int | None) -> _Measure:
-        t = cond.t
-        if t.stat == "next":
-            raw = float(prompt_tokens) if prompt_tokens is not None else None
-            return _Measure(raw, raw, None)
-        if t.spec is None:
-            return _Measure(None, None, None)
-        windows = self._windows_for(t.scope, key)
-        if cond.ratio:
-            read = windows[("cache_read_tokens", t.spec)].stat("sum", now) or 0
-            prompt = windows[("prompt_tokens", t.spec)].stat("sum", now) or 0
-            ratio = read / prompt if prompt else None
-            return _Measure(ratio, ratio, None)
-        window = windows[cond.window_key]
-        raw = window.stat(t.stat, now)
-        return _Measure(raw * cond.scale if raw is not None else None, raw, window)
+        return breached, recovered, lead[2], lead[3], self._state(b.r, lead[2], run_id)
 
 
 @dataclass(slots=True)
@@ -491,6 +583,10 @@ class _Cond:
     scale: float
     ratio: bool
     recover_raw: float
+    next: bool  # ``stat: next``: the prompt of the call being decided
+    above: bool
+    limit: float  # the threshold in the stored unit
+    window_text: str  # how the window reads in reasons: "10m", "last 20 calls", "the next call"
 
     @classmethod
     def of(cls, t: Threshold, rule: PolicyRule) -> _Cond:
@@ -503,15 +599,23 @@ class _Cond:
         else:
             recover = t.raw / (rule.recover_ratio or 1.0)
         key = (metric.sample, t.spec or WindowSpec(count=1))  # specless conditions read no window
-        return cls(t, key, scale, t.metric == "cache_hit_ratio", recover)
+        ratio = t.metric == "cache_hit_ratio"
+        nxt = t.stat == "next"
+        return cls(t, key, scale, ratio, recover, nxt, t.above, t.raw, _window_text(t))
 
     def judge(self, raw: float | None) -> tuple[bool, bool]:
         """(breached, recovered) for a measured value; an unknown value is neither."""
         if raw is None:
             return False, True
-        if self.t.above:
-            return raw > self.t.raw, raw <= self.recover_raw
-        return raw < self.t.raw, raw >= self.recover_raw
+        if self.above:
+            return raw > self.limit, raw <= self.recover_raw
+        return raw < self.limit, raw >= self.recover_raw
+
+    def display(self, raw: float | None) -> float | None:
+        """A measured value in the metric's display unit (ratios and ``next`` are as measured)."""
+        if raw is None or self.ratio or self.next:
+            return raw
+        return raw * self.scale
 
 
 @dataclass(slots=True)
@@ -549,68 +653,100 @@ def _compile_rules(rules: tuple[PolicyRule, ...]) -> tuple[_Rule, ...]:
     )
 
 
+def _read(probe: _Probe, now: float, prompt_tokens: int | None) -> float | None:
+    """A probe's condition measured now, in the stored unit."""
+    if probe.read is not None:
+        return probe.read(now)
+    if probe.cond.next and prompt_tokens is not None:
+        return float(prompt_tokens)
+    return None
+
+
 def _key(kind: str, keys: dict[str, Any], tags: Mapping[str, Any]) -> Any:
     if kind in keys:
         return keys[kind]
-    value = tags.get(kind[4:])
+    return _tag_key(tags, kind[4:])
+
+
+def _tag_key(tags: Mapping[str, Any], name: str) -> str | None:
+    value = tags.get(name)
     return None if value is None else str(value)
 
 
 def _fired(
     r: _Rule,
-    cond: _Cond,
-    measure: _Measure,
-    key: Any,
+    probe: _Probe,
+    raw: float | None,
     action: str,
     transition: str,
-    detail: dict[str, Any] | None = None,
+    pause_s: float | None = None,
 ) -> Fired:
+    """What a rule did; the probe's last one is reused while its value and pause are the same."""
+    cond = probe.cond
+    value = cond.display(raw)
+    last = probe.fired.get((action, transition))
+    if last is not None and _same(last[0], value) and _same(last[1], pause_s):
+        return last[2]
     t = cond.t
-    return Fired(
+    fired = Fired(
         policy=r.rule.name,
         metric=t.metric,
         stat=t.stat,
-        value=measure.value,
+        value=value,
         threshold=t.threshold,
         action=action,
-        scope=_scope_text(t.scope, key),
+        scope=probe.scope,
         transition=transition,
-        window=_window_text(t),
+        window=cond.window_text,
         above=t.above,
         warn_at=r.rule.warn_at,
-        detail=detail or {},
+        detail={} if pause_s is None else {"pause_s": pause_s},
     )
+    probe.fired[(action, transition)] = (value, pause_s, fired)
+    return fired
 
 
 def _cap_fired(
-    r: _Rule, cond: _Cond, window: Window, reserve: int, key: Any, action: str, pause_s: float
+    r: _Rule, probe: _Probe, window: Window, reserve: int, action: str, pause_s: float
 ) -> Fired:
+    """A hard cap's refusal: spent, in flight and asked for; reused while all are the same."""
+    cond = probe.cond
     t = cond.t
-    total = window.total + window.reserved + reserve
-    scope = _scope_text(t.scope, key)
+    spent, reserved = window.total, window.reserved
+    inputs = (spent, reserved, reserve, pause_s if action == "pause" else None)
+    last = probe.fired.get(("cap", action))
+    if last is not None and all(map(_same, last[:4], inputs)):
+        return last[4]
     note = (
-        f"{r.rule.name}: spent {format_value(t.metric, window.total * 1e-9)} + in flight "
-        f"{format_value(t.metric, window.reserved * 1e-9)} + this call's worst case "
+        f"{r.rule.name}: spent {format_value(t.metric, spent * 1e-9)} + in flight "
+        f"{format_value(t.metric, reserved * 1e-9)} + this call's worst case "
         f"{format_value(t.metric, reserve * 1e-9)} would exceed {format_value(t.metric, t.threshold)} "
-        f"({scope}, {_window_text(t)})"
+        f"({probe.scope}, {cond.window_text})"
     )
-    detail: dict[str, Any] = {"reserved_nano_usd": window.reserved, "worst_case_nano_usd": reserve}
+    detail: dict[str, Any] = {"reserved_nano_usd": reserved, "worst_case_nano_usd": reserve}
     if action == "pause":
         note += f" -> pause {pause_s:.1f}s"
         detail["pause_s"] = pause_s
-    return Fired(
+    fired = Fired(
         policy=r.rule.name,
         metric=t.metric,
         stat=t.stat,
-        value=total * cond.scale,
+        value=(spent + reserved + reserve) * cond.scale,
         threshold=t.threshold,
         action=action,
-        scope=scope,
+        scope=probe.scope,
         transition="fire",
-        window=_window_text(t),
+        window=cond.window_text,
         note=note,
         detail=detail,
     )
+    probe.fired[("cap", action)] = (*inputs, fired)
+    return fired
+
+
+def _same(a: Any, b: Any) -> bool:
+    """True when ``a`` and ``b`` would show the same: equal, of one type, zeros of one sign."""
+    return bool(a == b and type(a) is type(b) and (a or str(a) == str(b)))
 
 
 def _samples_of(cond: Threshold) -> tuple[str, ...]:
