@@ -781,6 +781,7 @@ def test_bound_plans_decide_as_a_fresh_evaluation(steps):
             return prices.worst_case_nano_usd(model, prompt, 600)
 
         fresh._plans.clear()  # every decide binds its rules anew: no reuse of any kind
+        fresh._probes.clear()
         decided = [
             engine.decide(
                 now=now,
@@ -871,3 +872,29 @@ def test_a_still_active_budget_pause_says_its_own_wait_each_time():
             "cap: cost_usd sum over 100s = $0.0020 > $0.0010 (run r) -> pause 60.0s",
         ),
     ]
+
+
+def test_reasons_read_their_own_values_when_the_measured_text_is_shared():
+    """Fired values that differ only in their wait, or in a zero's sign, each read as their own."""
+    from agentmeter.decision import Fired
+
+    def fired(value: float, pause_s: float) -> Fired:
+        return Fired(
+            "p",
+            "latency_ms",
+            "max",
+            value,
+            1.0,
+            "pause",
+            "all calls",
+            "active",
+            "1m",
+            detail={"pause_s": pause_s},
+        )
+
+    assert [fired(2.0, w).reason for w in (3.0, 4.25, 3.0)] == [
+        "p: latency_ms max over 1m = 2ms > 1ms (all calls) -> pause 3.0s",
+        "p: latency_ms max over 1m = 2ms > 1ms (all calls) -> pause 4.2s",
+        "p: latency_ms max over 1m = 2ms > 1ms (all calls) -> pause 3.0s",
+    ]
+    assert fired(0.0, 1.0).reason != fired(-0.0, 1.0).reason

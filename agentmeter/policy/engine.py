@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "Observation", "Reservation"]
 
 # Bound plans kept per run, one per (model, tag values) it decides for; past this many, start over.
-_PLANS_PER_RUN = 256
+_PLANS_PER_RUN = 4096
 
 # The per-call samples a window can read, in the order of ``Observation.samples``.
 SAMPLE_NAMES = (
@@ -151,6 +151,9 @@ class Engine:
         # (scope kind, key) -> [(sample, the bound add of its window)]: what observe walks
         self._feeds: dict[tuple[str, Any], list[tuple[str, Callable[[float, Any], None]]]] = {}
         self._compiled = _compile_rules(self.rules)
+        # (condition slot, scope key) -> the condition bound to that scope's windows
+        self._probes: dict[tuple[int, Any], _Probe] = {}
+        self._run_conds = tuple(c for r in self._compiled for c in r.conds if c.t.scope == "run")
         # run id -> (model, tag values...) -> the rules bound to those scope keys
         self._plans: dict[str | None, dict[tuple[Any, ...], list[_Bound]]] = {}
         self._tag_kinds = tuple(
@@ -233,6 +236,8 @@ class Engine:
             for key in [k for k in self._states if k[1][-1] == run_id]:
                 del self._states[key]
             self._plans.pop(run_id, None)
+            for cond in self._run_conds:
+                self._probes.pop((cond.slot, run_id), None)
 
     @property
     def scope_kinds(self) -> tuple[str, ...]:
@@ -498,6 +503,12 @@ class Engine:
         return plan
 
     def _probe(self, cond: _Cond, key: Any) -> _Probe:
+        probe = self._probes.get((cond.slot, key))
+        if probe is None:
+            probe = self._probes[(cond.slot, key)] = self._new_probe(cond, key)
+        return probe
+
+    def _new_probe(self, cond: _Cond, key: Any) -> _Probe:
         t = cond.t
         scope = _scope_text(t.scope, key)
         if cond.ratio and t.spec is not None:
@@ -587,6 +598,7 @@ class _Cond:
     above: bool
     limit: float  # the threshold in the stored unit
     window_text: str  # how the window reads in reasons: "10m", "last 20 calls", "the next call"
+    slot: int = -1  # numbers the engine's conditions (probes are cached per slot and scope key)
 
     @classmethod
     def of(cls, t: Threshold, rule: PolicyRule) -> _Cond:
@@ -632,7 +644,7 @@ class _Rule:
 
 
 def _compile_rules(rules: tuple[PolicyRule, ...]) -> tuple[_Rule, ...]:
-    return tuple(
+    compiled = tuple(
         _Rule(
             index=i,
             rule=rule,
@@ -651,6 +663,9 @@ def _compile_rules(rules: tuple[PolicyRule, ...]) -> tuple[_Rule, ...]:
         )
         for i, rule in enumerate(rules)
     )
+    for slot, cond in enumerate(c for r in compiled for c in r.conds):
+        cond.slot = slot
+    return compiled
 
 
 def _read(probe: _Probe, now: float, prompt_tokens: int | None) -> float | None:
