@@ -156,6 +156,10 @@ class Engine:
         self._run_conds = tuple(c for r in self._compiled for c in r.conds if c.t.scope == "run")
         # run id -> (model, tag values...) -> the rules bound to those scope keys
         self._plans: dict[str | None, dict[tuple[Any, ...], list[_Bound]]] = {}
+        # run id -> (model, tag values...) -> every window an observation there feeds
+        self._observers: dict[
+            str | None, dict[tuple[Any, ...], list[tuple[str, Callable[[float, Any], None]]]]
+        ] = {}
         self._tag_kinds = tuple(
             sorted(
                 {c.scope for r in self.rules for c in r.conditions if c.scope.startswith("tag:")}
@@ -203,20 +207,46 @@ class Engine:
                 reservation.held.clear()
             samples = obs.samples
             ts = obs.ts
-            for kind in kinds if kinds is not None else self._windows:
-                key = _scope_value(kind, obs.run_id, obs.model, obs.tags)
-                if key is None:
-                    continue
-                feeds = self._feeds.get((kind, key))
-                if feeds is None:
-                    feeds = self._feeds[(kind, key)] = [
-                        (sample, window.add_key if sample in KEYED_SAMPLES else window.add)
-                        for (sample, _spec), window in self._windows_for(kind, key).items()
-                    ]
-                for sample, add in feeds:
-                    value = samples.get(sample)
-                    if value is not None:
-                        add(ts, value)
+            if kinds is None:
+                feeds = self._all_feeds(obs)
+            else:
+                feeds = []
+                for kind in kinds:
+                    key = _scope_value(kind, obs.run_id, obs.model, obs.tags)
+                    if key is not None:
+                        feeds += self._feeds_for(kind, key)
+            for sample, add in feeds:
+                value = samples.get(sample)
+                if value is not None:
+                    add(ts, value)
+
+    def _feeds_for(self, kind: str, key: Any) -> list[tuple[str, Callable[[float, Any], None]]]:
+        feeds = self._feeds.get((kind, key))
+        if feeds is None:
+            feeds = self._feeds[(kind, key)] = [
+                (sample, window.add_key if sample in KEYED_SAMPLES else window.add)
+                for (sample, _spec), window in self._windows_for(kind, key).items()
+            ]
+        return feeds
+
+    def _all_feeds(self, obs: Observation) -> list[tuple[str, Callable[[float, Any], None]]]:
+        """What an observation feeds in every scope, kept per (run, model, tag values) like plans."""
+        tags = obs.tags
+        names = self._tag_names
+        context = (obs.model, *[_tag_key(tags, name) for name in names]) if names else (obs.model,)
+        per_run = self._observers.get(obs.run_id)
+        if per_run is None:
+            per_run = self._observers[obs.run_id] = {}
+        feeds = per_run.get(context)
+        if feeds is None:
+            if len(per_run) >= _PLANS_PER_RUN:
+                per_run.clear()
+            feeds = per_run[context] = []
+            for kind in self._windows:
+                key = _scope_value(kind, obs.run_id, obs.model, tags)
+                if key is not None:
+                    feeds += self._feeds_for(kind, key)
+        return feeds
 
     def release(self, reservation: Reservation | None) -> None:
         """Give back a reservation whose call was never made."""
@@ -236,6 +266,7 @@ class Engine:
             for key in [k for k in self._states if k[1][-1] == run_id]:
                 del self._states[key]
             self._plans.pop(run_id, None)
+            self._observers.pop(run_id, None)
             for cond in self._run_conds:
                 self._probes.pop((cond.slot, run_id), None)
 
@@ -470,7 +501,8 @@ class Engine:
         decide does no key building, no window lookup and no string dispatch per rule. Plans of a
         run go when the run ends (its windows and states go then too).
         """
-        context = (model, *[_tag_key(tags, name) for name in self._tag_names])
+        names = self._tag_names
+        context = (model, *[_tag_key(tags, name) for name in names]) if names else (model,)
         plans = self._plans.get(run_id)
         if plans is None:
             plans = self._plans[run_id] = {}
