@@ -529,6 +529,7 @@ class _Replayer:
         prices = self.prices
         reprice_all = self.reprice_all
         tag_cache: dict[str, dict[str, Any]] = {}
+        feedback = self.feedback
 
         calls = made = rerouted = 0
         recorded_nano = counter_nano = 0
@@ -566,16 +567,17 @@ class _Replayer:
                 tags = tag_cache[tags_text] = _parse_tags(tags_text)
             reservation = None
             if decided_at is not None or not decided_run:
-                self.feed(decided_at if decided_at is not None else ts - (latency or 0.0) / 1000.0)
-                live_paused = False
-                if pending and pending[0].step == step and pending[0].ts == decided_at:
-                    live_paused = pending.popleft().paused
                 if decided_at is not None:
                     now = decided_at
                 else:  # never decided live: decide at its start, on the prompt it sent
                     now = ts - (latency or 0.0) / 1000.0
                     if decided_prompt is None and usage_status != "unknown":
                         decided_prompt = inp + cread + cwrite
+                if feedback:
+                    self.feed(now)
+                live_paused = False
+                if pending and pending[0].step == step and pending[0].ts == decided_at:
+                    live_paused = pending.popleft().paused
                 decision, reservation = engine_decide(
                     now=now,
                     model=requested or model,
