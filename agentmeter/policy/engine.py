@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..decision import Compact, Decision, Fired
 from ..windows import QUANTILES, Window, WindowSpec
-from .format import format_value
+from .compiled import (
+    Cond,
+    Probe,
+    Rule,
+    RuleState,
+    cap_fired,
+    compile_rules,
+    fired_for,
+    read_probe,
+    scope_text,
+)
 from .metrics import METRICS
 
 if TYPE_CHECKING:
@@ -45,7 +55,6 @@ SAMPLE_NAMES = (
     "cache_hit",
     "negative",
 )
-_STATEFUL = ("downgrade", "upgrade", "no_stream", "alert")
 
 
 @dataclass(slots=True)
@@ -68,32 +77,6 @@ class Reservation:
 
 
 @dataclass(slots=True)
-class _RuleState:
-    active: bool = False
-    since: float = 0.0
-    last_pause: float | None = None
-    warned: bool = False
-
-
-@dataclass(slots=True)
-class _Probe:
-    """A condition resolved for one scope key: the window it reads and its bound statistic.
-
-    ``read(now)`` gives the condition's value in the stored unit; it is None for ``stat: next``
-    (the caller's prompt size) and for a condition with no window. ``window`` is the window a
-    budget is held against (None for ratios, ``next`` and windowless conditions). Fired values
-    built from the probe are kept in ``fired`` and reused while they are equal.
-    """
-
-    cond: _Cond
-    key: Any
-    window: Window | None
-    read: Callable[[float], float | None] | None
-    scope: str  # how the scope reads in reasons: "run 1f3a", "all calls", "tenant=acme"
-    fired: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
 class _Bound:
     """A rule resolved for one decide context (run, model, tag values): what ``decide`` walks.
 
@@ -103,10 +86,10 @@ class _Bound:
     hard cap).
     """
 
-    r: _Rule
-    probe: _Probe | None
-    state: _RuleState | None
-    probes: tuple[_Probe, ...]
+    r: Rule
+    probe: Probe | None
+    state: RuleState | None
+    probes: tuple[Probe, ...]
     quiet: bool
 
 
@@ -147,12 +130,12 @@ class Engine:
         self._windows: dict[str, dict[Any, dict[tuple[str, WindowSpec], Window]]] = {
             kind: {} for kind in self._layout
         }
-        self._states: dict[tuple[int, Any], _RuleState] = {}
+        self._states: dict[tuple[int, Any], RuleState] = {}
         # (scope kind, key) -> [(sample, the bound add of its window)]: what observe walks
         self._feeds: dict[tuple[str, Any], list[tuple[str, Callable[[float, Any], None]]]] = {}
-        self._compiled = _compile_rules(self.rules)
+        self._compiled = compile_rules(self.rules)
         # (condition slot, scope key) -> the condition bound to that scope's windows
-        self._probes: dict[tuple[int, Any], _Probe] = {}
+        self._probes: dict[tuple[int, Any], Probe] = {}
         self._run_conds = tuple(c for r in self._compiled for c in r.conds if c.t.scope == "run")
         # run id -> (model, tag values...) -> the rules bound to those scope keys
         self._plans: dict[str | None, dict[tuple[Any, ...], list[_Bound]]] = {}
@@ -301,7 +284,7 @@ class Engine:
         no_stream = halt = upgrade = False
         pause_s = 0.0
         compact: Compact | None = None
-        caps: list[tuple[_Rule, _Probe]] = []
+        caps: list[tuple[Rule, Probe]] = []
         with self._lock:
             for b in self._plan(run_id, model, tags):
                 r = b.r
@@ -356,7 +339,7 @@ class Engine:
                     state.warned = False
                 if transition == "recover":
                     if r.stateful:
-                        fired.append(_fired(r, probe, raw, "recover", "recover"))
+                        fired.append(fired_for(r, probe, raw, "recover", "recover"))
                     continue
                 if not state.active:
                     if rule.warn_at is not None and raw is not None:
@@ -364,7 +347,7 @@ class Engine:
                         near = raw >= level if cond.above else raw <= level
                         if near and not state.warned:
                             state.warned = True
-                            fired.append(_fired(r, probe, raw, "warn", "warn"))
+                            fired.append(fired_for(r, probe, raw, "warn", "warn"))
                         elif not near:
                             state.warned = False
                     continue
@@ -395,9 +378,9 @@ class Engine:
                         if wait is None:
                             continue
                         pause_s = max(pause_s, wait)
-                        fired.append(_fired(r, probe, raw, kind, label, wait))
+                        fired.append(fired_for(r, probe, raw, kind, label, wait))
                         continue
-                    fired.append(_fired(r, probe, raw, kind, label))
+                    fired.append(fired_for(r, probe, raw, kind, label))
 
             # An active upgrade (say, users rating the cheaper model's answers down) lifts every
             # downgrade: quality before savings.
@@ -423,7 +406,7 @@ class Engine:
                         verdict, halt = "halt", True
                     else:
                         verdict, pause_s = "pause", max(pause_s, wait)
-                    fired.append(_cap_fired(r, probe, window, reserve, verdict, pause_s))
+                    fired.append(cap_fired(r, probe, window, reserve, verdict, pause_s))
                 if not halt and pause_s <= 0 and held and reserve:
                     for window, amount in held:
                         window.reserved += amount
@@ -463,7 +446,7 @@ class Engine:
         if key is None:
             return None
         with self._lock:
-            return cond.display(_read(self._probe(cond, key), now, prompt_tokens))
+            return cond.display(read_probe(self._probe(cond, key), now, prompt_tokens))
 
     def cap_room(
         self, *, now: float, run_id: str | None, model: str, tags: Mapping[str, Any]
@@ -534,15 +517,15 @@ class Engine:
             plan.append(_Bound(r, probe, self._state(r, probe, run_id), (), quiet))
         return plan
 
-    def _probe(self, cond: _Cond, key: Any) -> _Probe:
+    def _probe(self, cond: Cond, key: Any) -> Probe:
         probe = self._probes.get((cond.slot, key))
         if probe is None:
             probe = self._probes[(cond.slot, key)] = self._new_probe(cond, key)
         return probe
 
-    def _new_probe(self, cond: _Cond, key: Any) -> _Probe:
+    def _new_probe(self, cond: Cond, key: Any) -> Probe:
         t = cond.t
-        scope = _scope_text(t.scope, key)
+        scope = scope_text(t.scope, key)
         if cond.ratio and t.spec is not None:
             windows = self._windows_for(t.scope, key)
             read_sum = windows[("cache_read_tokens", t.spec)].reader("sum")
@@ -553,33 +536,33 @@ class Engine:
                 prompt = prompt_sum(now) or 0
                 return read / prompt if prompt else None
 
-            return _Probe(cond, key, None, ratio, scope)
+            return Probe(cond, key, None, ratio, scope)
         window = self._window_of(cond, key)
         if window is None:
-            return _Probe(cond, key, None, None, scope)
-        return _Probe(cond, key, window, window.reader(t.stat), scope)
+            return Probe(cond, key, None, None, scope)
+        return Probe(cond, key, window, window.reader(t.stat), scope)
 
-    def _window_of(self, cond: _Cond, key: Any) -> Window | None:
+    def _window_of(self, cond: Cond, key: Any) -> Window | None:
         """The window a condition reads in one scope (None: ``next``, a ratio, no window)."""
         t = cond.t
         if cond.next or cond.ratio or t.spec is None:
             return None
         return self._windows_for(t.scope, key)[cond.window_key]
 
-    def _state(self, r: _Rule, probe: _Probe, run_id: str | None) -> _RuleState:
+    def _state(self, r: Rule, probe: Probe, run_id: str | None) -> RuleState:
         scope = probe.cond.t.scope
         where = (scope, probe.key) if scope == "run" else (scope, probe.key, run_id)
         state = self._states.get((r.index, where))
         if state is None:
-            state = self._states[(r.index, where)] = _RuleState()
+            state = self._states[(r.index, where)] = RuleState()
         return state
 
     def _pause_for(
         self,
         fixed_s: float | None,
-        probe: _Probe,
+        probe: Probe,
         now: float,
-        state: _RuleState,
+        state: RuleState,
         transition: str | None,
         rule: PolicyRule,
     ) -> float | None:
@@ -600,11 +583,11 @@ class Engine:
 
     def _evaluate(
         self, b: _Bound, now: float, prompt_tokens: int | None, run_id: str | None
-    ) -> tuple[bool, bool, _Probe, float | None, _RuleState]:
+    ) -> tuple[bool, bool, Probe, float | None, RuleState]:
         """A rule of several conditions: combined, with the condition that leads (and its state)."""
         results = []
         for probe in b.probes:
-            raw = _read(probe, now, prompt_tokens)
+            raw = read_probe(probe, now, prompt_tokens)
             breached, recovered = probe.cond.judge(raw)
             results.append((breached, recovered, probe, raw))
         if b.r.rule.combine == "all":
@@ -617,98 +600,6 @@ class Engine:
         return breached, recovered, lead[2], lead[3], self._state(b.r, lead[2], run_id)
 
 
-@dataclass(slots=True)
-class _Cond:
-    """A condition compiled for the hot path: its window key, scale and recovery level."""
-
-    t: Threshold
-    window_key: tuple[str, WindowSpec]
-    scale: float
-    ratio: bool
-    recover_raw: float
-    next: bool  # ``stat: next``: the prompt of the call being decided
-    above: bool
-    limit: float  # the threshold in the stored unit
-    window_text: str  # how the window reads in reasons: "10m", "last 20 calls", "the next call"
-    slot: int = -1  # numbers the engine's conditions (probes are cached per slot and scope key)
-
-    @classmethod
-    def of(cls, t: Threshold, rule: PolicyRule) -> _Cond:
-        metric = METRICS[t.metric]
-        scale = 1.0 if t.stat == "anomaly" else metric.scale  # a z-score has no unit
-        if rule.recover_level is not None:
-            recover = rule.recover_level / scale
-        elif t.above:
-            recover = t.raw * (rule.recover_ratio or 1.0)
-        else:
-            recover = t.raw / (rule.recover_ratio or 1.0)
-        key = (metric.sample, t.spec or WindowSpec(count=1))  # specless conditions read no window
-        ratio = t.metric == "cache_hit_ratio"
-        nxt = t.stat == "next"
-        return cls(t, key, scale, ratio, recover, nxt, t.above, t.raw, _window_text(t))
-
-    def judge(self, raw: float | None) -> tuple[bool, bool]:
-        """(breached, recovered) for a measured value; an unknown value is neither."""
-        if raw is None:
-            return False, True
-        if self.above:
-            return raw > self.limit, raw <= self.recover_raw
-        return raw < self.limit, raw >= self.recover_raw
-
-    def display(self, raw: float | None) -> float | None:
-        """A measured value in the metric's display unit (ratios and ``next`` are as measured)."""
-        if raw is None or self.ratio or self.next:
-            return raw
-        return raw * self.scale
-
-
-@dataclass(slots=True)
-class _Rule:
-    """A rule compiled for the hot path."""
-
-    index: int
-    rule: PolicyRule
-    conds: tuple[_Cond, ...]
-    hard_cap: bool
-    stateful: bool
-    kinds: frozenset[str]
-    hard_caps_conds: tuple[_Cond, ...] = ()
-
-
-def _compile_rules(rules: tuple[PolicyRule, ...]) -> tuple[_Rule, ...]:
-    compiled = tuple(
-        _Rule(
-            index=i,
-            rule=rule,
-            conds=tuple(_Cond.of(c, rule) for c in rule.conditions),
-            hard_cap=rule.is_hard_cap,
-            stateful=any(
-                a.kind in _STATEFUL or (a.kind == "pause" and a.pause_s is not None)
-                for a in rule.actions
-            ),
-            kinds=frozenset(a.kind for a in rule.actions),
-            hard_caps_conds=tuple(
-                _Cond.of(c, rule)
-                for c in rule.conditions
-                if rule.is_hard_cap and c.metric == "cost_usd" and c.stat == "sum" and c.above
-            ),
-        )
-        for i, rule in enumerate(rules)
-    )
-    for slot, cond in enumerate(c for r in compiled for c in r.conds):
-        cond.slot = slot
-    return compiled
-
-
-def _read(probe: _Probe, now: float, prompt_tokens: int | None) -> float | None:
-    """A probe's condition measured now, in the stored unit."""
-    if probe.read is not None:
-        return probe.read(now)
-    if probe.cond.next and prompt_tokens is not None:
-        return float(prompt_tokens)
-    return None
-
-
 def _key(kind: str, keys: dict[str, Any], tags: Mapping[str, Any]) -> Any:
     if kind in keys:
         return keys[kind]
@@ -718,82 +609,6 @@ def _key(kind: str, keys: dict[str, Any], tags: Mapping[str, Any]) -> Any:
 def _tag_key(tags: Mapping[str, Any], name: str) -> str | None:
     value = tags.get(name)
     return None if value is None else str(value)
-
-
-def _fired(
-    r: _Rule,
-    probe: _Probe,
-    raw: float | None,
-    action: str,
-    transition: str,
-    pause_s: float | None = None,
-) -> Fired:
-    """What a rule did; the probe's last one is reused while its value and pause are the same."""
-    cond = probe.cond
-    value = cond.display(raw)
-    last = probe.fired.get((action, transition))
-    if last is not None and _same(last[0], value) and _same(last[1], pause_s):
-        return last[2]
-    t = cond.t
-    fired = Fired(
-        policy=r.rule.name,
-        metric=t.metric,
-        stat=t.stat,
-        value=value,
-        threshold=t.threshold,
-        action=action,
-        scope=probe.scope,
-        transition=transition,
-        window=cond.window_text,
-        above=t.above,
-        warn_at=r.rule.warn_at,
-        detail={} if pause_s is None else {"pause_s": pause_s},
-    )
-    probe.fired[(action, transition)] = (value, pause_s, fired)
-    return fired
-
-
-def _cap_fired(
-    r: _Rule, probe: _Probe, window: Window, reserve: int, action: str, pause_s: float
-) -> Fired:
-    """A hard cap's refusal: spent, in flight and asked for; reused while all are the same."""
-    cond = probe.cond
-    t = cond.t
-    spent, reserved = window.total, window.reserved
-    inputs = (spent, reserved, reserve, pause_s if action == "pause" else None)
-    last = probe.fired.get(("cap", action))
-    if last is not None and all(map(_same, last[:4], inputs)):
-        return last[4]
-    note = (
-        f"{r.rule.name}: spent {format_value(t.metric, spent * 1e-9)} + in flight "
-        f"{format_value(t.metric, reserved * 1e-9)} + this call's worst case "
-        f"{format_value(t.metric, reserve * 1e-9)} would exceed {format_value(t.metric, t.threshold)} "
-        f"({probe.scope}, {cond.window_text})"
-    )
-    detail: dict[str, Any] = {"reserved_nano_usd": reserved, "worst_case_nano_usd": reserve}
-    if action == "pause":
-        note += f" -> pause {pause_s:.1f}s"
-        detail["pause_s"] = pause_s
-    fired = Fired(
-        policy=r.rule.name,
-        metric=t.metric,
-        stat=t.stat,
-        value=(spent + reserved + reserve) * cond.scale,
-        threshold=t.threshold,
-        action=action,
-        scope=probe.scope,
-        transition="fire",
-        window=cond.window_text,
-        note=note,
-        detail=detail,
-    )
-    probe.fired[("cap", action)] = (*inputs, fired)
-    return fired
-
-
-def _same(a: Any, b: Any) -> bool:
-    """True when ``a`` and ``b`` would show the same: equal, of one type, zeros of one sign."""
-    return bool(a == b and type(a) is type(b) and (a or str(a) == str(b)))
 
 
 def _samples_of(cond: Threshold) -> tuple[str, ...]:
@@ -811,19 +626,3 @@ def _scope_value(kind: str, run_id: str | None, model: str | None, tags: Mapping
         return model
     value = tags.get(kind[4:])
     return None if value is None else str(value)
-
-
-def _scope_text(kind: str, key: Any) -> str:
-    if kind == "run":
-        return f"run {key}"
-    if kind == "all":
-        return "all calls"
-    if kind == "model":
-        return f"model {key}"
-    return f"{kind[4:]}={key}"
-
-
-def _window_text(cond: Threshold) -> str:
-    if cond.stat == "next":
-        return "the next call"
-    return cond.spec.describe() if cond.spec is not None else "the last call"
