@@ -48,32 +48,75 @@ class Fired:
     note: str = ""
     warn_at: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # ``reason`` once built: the engine hands out the same Fired while a rule stays as it was.
+    _reason: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def reason(self) -> str:
         """One line: the measurement, the threshold, the scope and the action."""
+        reason = self._reason
+        if reason is None:
+            reason = self._build_reason()
+            object.__setattr__(self, "_reason", reason)
+        return reason
+
+    def _build_reason(self) -> str:
         if self.note:
             return self.note
+        if self.transition in ("recover", "warn"):
+            measured, threshold = self._measured()
+            if self.transition == "recover":
+                return f"{self.policy}: recovered, {measured} (threshold {threshold}, {self.scope})"
+            return (
+                f"{self.policy}: {measured} >= warn at {self.warn_at or 0:.0%} of {threshold} "
+                f"({self.scope}) -> warn"
+            )
+        action = self.action
+        if action == "pause" and isinstance(self.detail.get("pause_s"), int | float):
+            action = f"pause {self.detail['pause_s']:.1f}s"
+        return f"{self._breach()} -> {action}"
+
+    def _measured(self) -> tuple[str, str]:
         from .policy.format import format_value
 
         value = format_value(self.metric, self.value, self.stat)
         threshold = format_value(self.metric, self.threshold, self.stat)
         if self.stat == "next":
-            measured = f"{self.metric} of the next call = {value}"
-        else:
-            measured = f"{self.metric} {self.stat} over {self.window} = {value}"
-        if self.transition == "recover":
-            return f"{self.policy}: recovered, {measured} (threshold {threshold}, {self.scope})"
-        if self.transition == "warn":
-            return (
-                f"{self.policy}: {measured} >= warn at {self.warn_at or 0:.0%} of {threshold} "
-                f"({self.scope}) -> warn"
+            return f"{self.metric} of the next call = {value}", threshold
+        return f"{self.metric} {self.stat} over {self.window} = {value}", threshold
+
+    def _breach(self) -> str:
+        """``policy: measured > threshold (scope)``, shared by every Fired that reads the same.
+
+        A budget pause still in force fires on every decide with a new wait and the same
+        measurement; only the wait is formatted anew. Zeros are not shared (-0.0 reads "-0").
+        """
+        key = None
+        if self.value and self.threshold:
+            key = (
+                self.policy,
+                self.metric,
+                self.stat,
+                self.window,
+                self.scope,
+                self.above,
+                self.value,
+                self.threshold,
             )
-        op = ">" if self.above else "<"
-        action = self.action
-        if action == "pause" and isinstance(self.detail.get("pause_s"), int | float):
-            action = f"pause {self.detail['pause_s']:.1f}s"
-        return f"{self.policy}: {measured} {op} {threshold} ({self.scope}) -> {action}"
+            text = _BREACHES.get(key)
+            if text is not None:
+                return text
+        measured, threshold = self._measured()
+        text = f"{self.policy}: {measured} {'>' if self.above else '<'} {threshold} ({self.scope})"
+        if key is not None:
+            if len(_BREACHES) >= 4096:
+                _BREACHES.clear()
+            _BREACHES[key] = text
+        return text
+
+
+# (policy, metric, stat, window, scope, above, value, threshold) -> the breach text of a reason
+_BREACHES: dict[tuple[Any, ...], str] = {}
 
 
 @dataclass(frozen=True, slots=True)

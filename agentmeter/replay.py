@@ -62,7 +62,7 @@ _UNRECORDED_ACTIVE = UNRECORDED_ACTIVE
 _CALL_COLUMNS = (
     "step, ts, requested_model, model, input_tokens, output_tokens, cache_read_tokens, "
     "cache_write_tokens, reasoning_tokens, cache_write_1h_tokens, usage_status, cost_nano_usd, "
-    "latency_ms, ttft_ms, status, prompt_hash, max_tokens, decided_at, decided_prompt_tokens, tags"
+    "latency_ms, ttft_ms, status, prompt_hash, max_tokens, decided_at, decided_prompt_tokens, tags, id"
 )
 
 
@@ -529,6 +529,7 @@ class _Replayer:
         prices = self.prices
         reprice_all = self.reprice_all
         tag_cache: dict[str, dict[str, Any]] = {}
+        feedback = self.feedback
 
         calls = made = rerouted = 0
         recorded_nano = counter_nano = 0
@@ -543,39 +544,36 @@ class _Replayer:
             (
                 step, ts, requested, model, inp, out, cread, cwrite, reasoning, cw1h,
                 usage_status, cost, latency, ttft, status, phash, max_tokens, decided_at,
-                decided_prompt, tags_text,
+                decided_prompt, tags_text, call_id,
             ) = row  # fmt: skip
             calls += 1
             if cost is None:
                 recorded_unknown += 1
             else:
                 recorded_nano += cost
-            if halted:
-                previous = row
-                continue
             while pending and _before(pending[0], step, decided_at):
                 self.phantom(pending.popleft(), row, previous)
                 if self.halted_at is not None:
                     break
             if self.halted_at is not None:
                 halted = True
-                previous = row
-                continue
+                break
             tags = tag_cache.get(tags_text)
             if tags is None:
                 tags = tag_cache[tags_text] = _parse_tags(tags_text)
             reservation = None
             if decided_at is not None or not decided_run:
-                self.feed(decided_at if decided_at is not None else ts - (latency or 0.0) / 1000.0)
-                live_paused = False
-                if pending and pending[0].step == step and pending[0].ts == decided_at:
-                    live_paused = pending.popleft().paused
                 if decided_at is not None:
                     now = decided_at
                 else:  # never decided live: decide at its start, on the prompt it sent
                     now = ts - (latency or 0.0) / 1000.0
                     if decided_prompt is None and usage_status != "unknown":
                         decided_prompt = inp + cread + cwrite
+                if feedback:
+                    self.feed(now)
+                live_paused = False
+                if pending and pending[0].step == step and pending[0].ts == decided_at:
+                    live_paused = pending.popleft().paused
                 decision, reservation = engine_decide(
                     now=now,
                     model=requested or model,
@@ -591,8 +589,7 @@ class _Replayer:
                     collect(decision, now, step)
                 if decision.halt:
                     halted = True
-                    previous = row
-                    continue
+                    break
                 current_model = decision.model
                 current_made = decision.pause_s <= 0 or live_paused
             elif not (
@@ -649,6 +646,15 @@ class _Replayer:
                 reservation,
             )
 
+        if halted:  # the calls after a halt are not made, only counted with their recorded cost
+            rest, rest_nano, rest_unknown = conn.execute(
+                "SELECT count(*), coalesce(sum(cost_nano_usd), 0), count(*) - count(cost_nano_usd) "
+                "FROM agentmeter_calls WHERE run_id = ? AND id > ?",
+                (run_id, call_id),
+            ).fetchone()
+            calls += rest
+            recorded_nano += rest_nano
+            recorded_unknown += rest_unknown
         while pending and self.halted_at is None and not halted:
             self.phantom(pending.popleft(), None, previous)
 

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Call", "CallRecord", "Run", "prompt_hash"]
 
+# ``json.dumps(detail, sort_keys=True, default=str)`` without building an encoder per decision row.
+_detail_json = json.JSONEncoder(sort_keys=True, default=str).encode
+
 
 class Run:
     """One agent task: its calls, its decisions, its tags. A context manager; see ``Meter.run``."""
@@ -529,7 +532,7 @@ class Run:
             fired.threshold,
             fired.action,
             fired.scope,
-            json.dumps(detail, sort_keys=True, default=str),
+            _detail_json(detail),
         )
 
     def apply(

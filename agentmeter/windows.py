@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 __all__ = ["QUANTILES", "STATS", "Window", "WindowSpec", "quantile_of_sorted", "robust_z"]
@@ -94,6 +96,7 @@ class Window:
     """
 
     __slots__ = (
+        "_cached",
         "_counts",
         "_cum",
         "_dropped",
@@ -104,6 +107,7 @@ class Window:
         "_sorted",
         "_ts",
         "_values",
+        "_version",
         "count_limit",
         "last",
         "reserved",
@@ -135,10 +139,13 @@ class Window:
         self.total: float = 0
         self.last: float | None = None
         self.reserved: int = 0
+        self._version = 0  # bumped by every add and drop: what a cached statistic was read at
+        self._cached: dict[str, tuple[int, float | None]] = {}
 
     # -- updates ---------------------------------------------------------------------------
     def add(self, ts: float, value: float) -> None:
         """Append a sample (samples arrive in non-decreasing ``ts`` order per window)."""
+        self._version += 1
         self._ts.append(ts)
         self._values.append(value)
         self.total += value
@@ -161,6 +168,7 @@ class Window:
 
     def add_key(self, ts: float, key: object) -> None:
         """Append a keyed sample (value 1) for multiplicity queries: repeated prompt hashes."""
+        self._version += 1
         self._ts.append(ts)
         self._values.append(key)
         self._cum.append(0)
@@ -175,6 +183,7 @@ class Window:
         value = self._values[head]
         number = self._dropped
         self._dropped += 1
+        self._version += 1
         self._head = head + 1
         if self._counts is not None:
             self.total -= 1
@@ -208,6 +217,9 @@ class Window:
         if seconds is None:
             return
         ts = self._ts
+        head = self._head
+        if head < len(ts) and ts[head] + seconds > now:
+            return  # the oldest sample stays: nothing leaves
         while self._head < len(ts) and ts[self._head] + seconds <= now:
             self._drop_oldest()
         if self._head == len(ts) and ts:
@@ -255,6 +267,87 @@ class Window:
             return robust_z(self._sorted, self.last)
         raise ValueError(f"unknown statistic {name!r}")
 
+    def reader(self, name: str) -> Callable[[float], float | None]:
+        """A function of ``now`` equal to ``stat(name, now)``, with the dispatch done once.
+
+        The engine binds one per condition and scope key; statistics that cost more than O(1) to
+        read (``repeats``, ``anomaly``) are cached until the window's samples change.
+        """
+        q = QUANTILES.get(name)
+        if q is not None and self._sorted is not None:
+            return partial(self._quantile, q)
+        if name not in _READERS or (name == "anomaly" and self._sorted is None):
+            return partial(self.stat, name)
+        return getattr(self, f"_read_{name}")  # type: ignore[no-any-return]
+
+    def _read_sum(self, now: float) -> float | None:
+        self.expire(now)
+        return self.total
+
+    def _read_count(self, now: float) -> float | None:
+        self.expire(now)
+        return len(self._ts) - self._head
+
+    def _read_repeats(self, now: float) -> float | None:
+        self.expire(now)
+        counts = self._counts
+        if not counts:
+            return 0
+        hit = self._cached.get("repeats")
+        if hit is not None and hit[0] == self._version:
+            return hit[1]
+        value = max(counts.values())
+        self._cached["repeats"] = (self._version, value)
+        return value
+
+    def _read_distinct(self, now: float) -> float | None:
+        self.expire(now)
+        return len(self._counts) if self._counts is not None else 0
+
+    def _read_mean(self, now: float) -> float | None:
+        self.expire(now)
+        n = len(self._ts) - self._head
+        return self.total / n if n else None
+
+    def _read_last(self, now: float) -> float | None:
+        self.expire(now)
+        return self.last if len(self._ts) > self._head else None
+
+    def _read_max(self, now: float) -> float | None:
+        self.expire(now)
+        if len(self._ts) == self._head:
+            return None
+        return self._max[0][1] if self._max else None
+
+    def _read_min(self, now: float) -> float | None:
+        self.expire(now)
+        if len(self._ts) == self._head:
+            return None
+        return self._min[0][1] if self._min else None
+
+    def _read_rate(self, now: float) -> float | None:
+        self.expire(now)
+        if len(self._ts) == self._head:
+            return None
+        return self.total / self._span_s(now)
+
+    def _quantile(self, q: float, now: float) -> float | None:
+        self.expire(now)
+        if len(self._ts) == self._head:
+            return None
+        return quantile_of_sorted(self._sorted, q)  # type: ignore[arg-type]  # bound only when kept
+
+    def _read_anomaly(self, now: float) -> float | None:
+        self.expire(now)
+        if len(self._ts) == self._head:
+            return None
+        hit = self._cached.get("anomaly")
+        if hit is not None and hit[0] == self._version:
+            return hit[1]
+        value = robust_z(self._sorted, self.last)  # type: ignore[arg-type]  # bound only when kept
+        self._cached["anomaly"] = (self._version, value)
+        return value
+
     def _span_s(self, now: float) -> float:
         if self.seconds is not None:
             return self.seconds
@@ -283,3 +376,9 @@ class Window:
         while now + wait < resume:  # float rounding must never resume a hair early
             wait = math.nextafter(wait, math.inf)
         return wait
+
+
+# Statistics with a ``_read_NAME`` method (the quantiles share ``_quantile``).
+_READERS = frozenset(
+    ("sum", "count", "repeats", "distinct", "mean", "last", "max", "min", "rate", "anomaly")
+)

@@ -688,3 +688,213 @@ def test_shared_cap_per_tenant_counts_only_that_tenant(tmp_path, clock):
         b.close()
     assert acme.halt and any(f.detail.get("shared") for f in acme.fired)
     assert globex.proceed
+
+
+# -- bound plans and reused fired values equal a fresh evaluation ------------------------------------
+BOUND_POLICIES = (
+    policies(
+        rule(
+            "burst",
+            "{metric: cost_usd, stat: sum, window: 60s, above: $0.002}",
+            "[downgrade, alert]",
+            "    warn_at: 50%\n    recover_below: $0.001\n    cooldown: 20s\n",
+        ),
+        rule(
+            "tenant-cap",
+            "{metric: cost_usd, window: 300s, scope: tag:tenant, above: $0.004}",
+            "[halt]",
+        ),
+        rule("cap", "{metric: cost_usd, window: 120s, scope: all, above: $0.003}", "[pause]"),
+        rule("loop", "{metric: repeated_prompt, last: 6, above: 2}", "[{pause: {for: 5s}}, alert]"),
+        rule(
+            "slow",
+            "{metric: latency_ms, stat: p90, last: 5, scope: model, above: 800ms}",
+            "[no_stream]",
+        ),
+        rule("spike", "{metric: latency_ms, stat: anomaly, last: 20, above: 2}", "[alert]"),
+        rule(
+            "cache",
+            "{metric: cache_hit_ratio, last: 8, below: 20%}",
+            "[alert]",
+            "    cooldown: 10s\n",
+        ),
+        rule(
+            "big",
+            "{metric: prompt_tokens, stat: next, above: 900}",
+            "[{compact: {target_tokens: 300}}]",
+        ),
+        rule(
+            "either",
+            "{any: [{metric: errors, stat: sum, last: 4, above: 1}, "
+            "{metric: ttft_ms, stat: max, window: 30s, scope: tag:user, above: 400ms}]}",
+            "[downgrade]",
+            "    recover_after: 15s\n",
+        ),
+        rule(
+            "both",
+            "{all: [{metric: calls, stat: rate, window: 30s, above: 0.2}, "
+            "{metric: output_tokens, stat: mean, last: 3, above: 300}]}",
+            "[{pause: {for: 2s}}]",
+            "    cooldown: 5s\n",
+        ),
+        ladder="ladder:\n  test-model: [cheap-model]\n",
+    )
+    + "pricing:\n  test-model: {input: $1, output: $2}\n  cheap-model: {input: $0.10, output: $0.20}\n"
+)
+
+bound_steps = st.lists(
+    st.tuples(
+        st.sampled_from([0.0, 0.5, 1.0, 2.5, 7.0, 30.0])
+        | st.floats(0, 60),  # seconds since the last
+        st.sampled_from(["r1", "r2"]),
+        st.sampled_from(["acme", "globex"]),
+        st.sampled_from(["u1", "u2"]),
+        st.integers(0, 1200),  # prompt tokens of the call decided
+        st.integers(0, 1500),  # output tokens (past max_tokens: a cap can be breached)
+        st.sampled_from([100.0, 110.0, 120.0, 900.0, 4000.0]),  # latency (ms): spikes now and then
+        st.sampled_from(["p1", "p2", "p3", "p4"]),
+        st.booleans(),  # failed
+        st.sampled_from(["observe", "observe", "release", "end"]),
+    ),
+    min_size=1,
+    max_size=80,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=bound_steps)
+def test_bound_plans_decide_as_a_fresh_evaluation(steps):
+    """Decisions from cached plans (bound windows, reused ``Fired``) equal ones bound afresh."""
+    from agentmeter.meter import samples
+    from agentmeter.policy.engine import Engine, Observation
+    from agentmeter.pricing import PriceTable
+
+    policy_set = agentmeter.parse_policies(BOUND_POLICIES)
+    prices = PriceTable(overrides=dict(policy_set.pricing))
+    cached, fresh = Engine(policy_set), Engine(policy_set)
+    now = 1_000.0
+    for gap, run_id, tenant, user, prompt, out, latency, phash, failed, then in steps:
+        now += gap
+        tags = {"tenant": tenant, "user": user}
+
+        def worst(model: str, prompt: int = prompt) -> int | None:
+            return prices.worst_case_nano_usd(model, prompt, 600)
+
+        fresh._plans.clear()  # every decide binds its rules anew: no reuse of any kind
+        fresh._probes.clear()
+        decided = [
+            engine.decide(
+                now=now,
+                model="test-model",
+                run_id=run_id,
+                tags=tags,
+                prompt_tokens=prompt,
+                worst_case=worst,
+                step=1,
+            )
+            for engine in (cached, fresh)
+        ]
+        (a, hold_a), (b, hold_b) = decided
+        assert a == b
+        assert [f.reason for f in a.fired] == [f.reason for f in b.fired]
+        if then == "end":
+            for engine, hold in ((cached, hold_a), (fresh, hold_b)):
+                engine.release(hold)
+                engine.end_run(run_id)
+            continue
+        model = a.model
+        cost = prices.worst_case_nano_usd(model, prompt, out)
+        obs_samples = samples(
+            cost_nano=None if failed else cost,
+            input_tokens=None if failed else prompt,
+            output_tokens=None if failed else out,
+            cache_read_tokens=None if failed else (prompt // 3 if phash < "p3" else 0),
+            cache_write_tokens=None if failed else 0,
+            reasoning_tokens=None if failed else 0,
+            prompt_tokens=None if failed else prompt + (prompt // 3 if phash < "p3" else 0),
+            latency_ms=latency,
+            ttft_ms=latency / 2,
+            error=failed,
+            prompt_hash=phash,
+        )
+        for engine, hold in ((cached, hold_a), (fresh, hold_b)):
+            if then == "release":
+                engine.release(hold)
+            elif a.proceed:
+                engine.observe(Observation(now, run_id, model, tags, dict(obs_samples)), hold)
+
+
+def test_a_still_active_budget_pause_says_its_own_wait_each_time():
+    """Decides at the same spend but later times each get their own pause, detail and reason."""
+    from agentmeter.meter import samples
+    from agentmeter.policy.engine import Engine, Observation
+
+    policy_set = agentmeter.parse_policies(
+        policies(rule("cap", "{metric: cost_usd, window: 100s, above: $0.001}", "[pause]"))
+    )
+    engine = Engine(policy_set)
+    spend = samples(
+        cost_nano=2_000_000,
+        input_tokens=1,
+        output_tokens=1,
+        cache_read_tokens=0,
+        cache_write_tokens=0,
+        reasoning_tokens=0,
+        prompt_tokens=1,
+        latency_ms=1.0,
+        ttft_ms=None,
+        error=False,
+        prompt_hash=None,
+    )
+    engine.observe(Observation(0.0, "r", "m", {}, spend))  # over the cap, as a call gone over
+    seen = []
+    for now in (10.0, 10.0, 40.0):
+        decision, _ = engine.decide(now=now, model="m", run_id="r", tags={})
+        (fired,) = decision.fired
+        seen.append((decision.pause_s, fired.detail, fired.transition, fired.reason))
+    assert seen == [
+        (
+            90.0,
+            {"pause_s": 90.0},
+            "fire",
+            "cap: cost_usd sum over 100s = $0.0020 > $0.0010 (run r) -> pause 90.0s",
+        ),
+        (
+            90.0,
+            {"pause_s": 90.0},
+            "active",
+            "cap: cost_usd sum over 100s = $0.0020 > $0.0010 (run r) -> pause 90.0s",
+        ),
+        (
+            60.0,
+            {"pause_s": 60.0},
+            "active",
+            "cap: cost_usd sum over 100s = $0.0020 > $0.0010 (run r) -> pause 60.0s",
+        ),
+    ]
+
+
+def test_reasons_read_their_own_values_when_the_measured_text_is_shared():
+    """Fired values that differ only in their wait, or in a zero's sign, each read as their own."""
+    from agentmeter.decision import Fired
+
+    def fired(value: float, pause_s: float) -> Fired:
+        return Fired(
+            "p",
+            "latency_ms",
+            "max",
+            value,
+            1.0,
+            "pause",
+            "all calls",
+            "active",
+            "1m",
+            detail={"pause_s": pause_s},
+        )
+
+    assert [fired(2.0, w).reason for w in (3.0, 4.25, 3.0)] == [
+        "p: latency_ms max over 1m = 2ms > 1ms (all calls) -> pause 3.0s",
+        "p: latency_ms max over 1m = 2ms > 1ms (all calls) -> pause 4.2s",
+        "p: latency_ms max over 1m = 2ms > 1ms (all calls) -> pause 3.0s",
+    ]
+    assert fired(0.0, 1.0).reason != fired(-0.0, 1.0).reason

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import agentmeter
 from agentmeter import BudgetExceeded, FakeClock, Meter, PauseRequested, ReplayError, Usage
 from agentmeter.cli import cli
+from agentmeter.pricing import nano_to_usd
 from agentmeter.replay import ReplayDecision, ReplayResult, iter_differences, replay
 from agentmeter.simulate import SimulatedProvider, SimulatedProviderError, estimate_tokens
 
@@ -315,6 +316,23 @@ def test_a_hard_cap_halts_and_every_later_call_counts_as_not_made(memory_db):
     assert keys(result.added) == [(6, "run-cap", "halt", "fire")]
     assert (result.calls_made, result.calls_not_made) == (5, 5)
     assert result.counterfactual_cost == Decimal("0.010")
+    meter.close()
+
+
+def test_calls_after_a_halt_are_counted_with_their_recorded_cost_known_or_not(memory_db):
+    """The tail after a halt is summed, not replayed: the same totals as the recorded calls."""
+    steps = [Step()] * 6 + [Step(error=True), Step(), Step(error=True), Step()]
+    meter, run_id = record_scripted(memory_db, steps, policies=LOOSE)
+    result = replay(memory_db, run_id, policies=CAPPED)
+    calls, known, cost = memory_db.execute(
+        "SELECT count(*), count(cost_nano_usd), sum(cost_nano_usd) FROM agentmeter_calls "
+        "WHERE run_id = ?",
+        (run_id,),
+    ).fetchone()
+    assert result.halted_at_step == 6
+    assert result.calls == calls == 10
+    assert result.recorded_unknown_cost_calls == calls - known == 2
+    assert result.recorded_cost == nano_to_usd(cost)
     meter.close()
 
 

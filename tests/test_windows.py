@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentmeter.windows import QUANTILES, Window, WindowSpec, quantile_of_sorted
+from agentmeter.windows import QUANTILES, STATS, Window, WindowSpec, quantile_of_sorted
 
 values = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
 gaps = st.floats(min_value=0, max_value=50, allow_nan=False)
@@ -125,3 +125,31 @@ def test_empty_window_stats():
     assert window.stat("p90", 0.0) is None
     assert window.stat("mean", 0.0) is None
     assert math.isclose(window.time_until_at_most(0, 0.0), 0.0)
+
+
+@pytest.mark.parametrize("stat", [*STATS, "repeats"])
+@pytest.mark.parametrize(
+    "spec", [WindowSpec(seconds=60), WindowSpec(count=7)], ids=["time-60s", "count-7"]
+)
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.lists(st.tuples(gaps, st.integers(0, 6), st.booleans()), max_size=60),
+    probes=st.lists(gaps, min_size=1, max_size=5),
+)
+def test_bound_reader_equals_stat(stat, spec, data, probes):
+    """A reader bound once (cached ``repeats`` and ``anomaly``) equals ``stat`` at every query."""
+    keyed = stat in ("repeats", "distinct")
+    window = Window(spec, keep_sorted=not keyed, keep_extremes=not keyed, keep_counts=keyed)
+    twin = Window(spec, keep_sorted=not keyed, keep_extremes=not keyed, keep_counts=keyed)
+    read = window.reader(stat)
+    now = 1000.0
+    for gap, value, query in data:
+        now += gap
+        for w in (window, twin):
+            w.add_key(now, value) if keyed else w.add(now, float(value))
+        if query:  # read at arbitrary moments, twice: a cached value must not outlive a change
+            assert read(now) == twin.stat(stat, now)
+            assert read(now) == twin.stat(stat, now)
+    for gap in probes:
+        now += gap
+        assert read(now) == twin.stat(stat, now)

@@ -14,13 +14,26 @@ from typing import TYPE_CHECKING, Any
 
 from ..decision import Compact, Decision, Fired
 from ..windows import QUANTILES, Window, WindowSpec
-from .format import format_value
+from .compiled import (
+    Cond,
+    Probe,
+    Rule,
+    RuleState,
+    cap_fired,
+    compile_rules,
+    fired_for,
+    read_probe,
+    scope_text,
+)
 from .metrics import METRICS
 
 if TYPE_CHECKING:
     from .spec import PolicyRule, PolicySet, Threshold
 
 __all__ = ["Engine", "Observation", "Reservation"]
+
+# Bound plans kept per run, one per (model, tag values) it decides for; past this many, start over.
+_PLANS_PER_RUN = 4096
 
 # The per-call samples a window can read, in the order of ``Observation.samples``.
 SAMPLE_NAMES = (
@@ -42,7 +55,6 @@ SAMPLE_NAMES = (
     "cache_hit",
     "negative",
 )
-_STATEFUL = ("downgrade", "upgrade", "no_stream", "alert")
 
 
 @dataclass(slots=True)
@@ -65,18 +77,20 @@ class Reservation:
 
 
 @dataclass(slots=True)
-class _RuleState:
-    active: bool = False
-    since: float = 0.0
-    last_pause: float | None = None
-    warned: bool = False
+class _Bound:
+    """A rule resolved for one decide context (run, model, tag values): what ``decide`` walks.
 
+    A single-condition rule has its probe and its state; a rule of several conditions has a probe
+    per condition that applies (its state depends on which condition leads, so it is looked up).
+    ``quiet``: nothing to do while the rule is neither breached nor active (no warn level, not a
+    hard cap).
+    """
 
-@dataclass(slots=True)
-class _Measure:
-    value: float | None  # display unit
-    raw: float | None  # stored unit
-    window: Window | None
+    r: Rule
+    probe: Probe | None
+    state: RuleState | None
+    probes: tuple[Probe, ...]
+    quiet: bool
 
 
 # Samples that are keys (hashes, names), counted rather than summed.
@@ -116,10 +130,25 @@ class Engine:
         self._windows: dict[str, dict[Any, dict[tuple[str, WindowSpec], Window]]] = {
             kind: {} for kind in self._layout
         }
-        self._states: dict[tuple[int, Any], _RuleState] = {}
+        self._states: dict[tuple[int, Any], RuleState] = {}
         # (scope kind, key) -> [(sample, the bound add of its window)]: what observe walks
         self._feeds: dict[tuple[str, Any], list[tuple[str, Callable[[float, Any], None]]]] = {}
-        self._compiled = _compile_rules(self.rules)
+        self._compiled = compile_rules(self.rules)
+        # (condition slot, scope key) -> the condition bound to that scope's windows
+        self._probes: dict[tuple[int, Any], Probe] = {}
+        self._run_conds = tuple(c for r in self._compiled for c in r.conds if c.t.scope == "run")
+        # run id -> (model, tag values...) -> the rules bound to those scope keys
+        self._plans: dict[str | None, dict[tuple[Any, ...], list[_Bound]]] = {}
+        # run id -> (model, tag values...) -> every window an observation there feeds
+        self._observers: dict[
+            str | None, dict[tuple[Any, ...], list[tuple[str, Callable[[float, Any], None]]]]
+        ] = {}
+        self._tag_kinds = tuple(
+            sorted(
+                {c.scope for r in self.rules for c in r.conditions if c.scope.startswith("tag:")}
+            )
+        )
+        self._tag_names = tuple(kind[4:] for kind in self._tag_kinds)
         self.hard_caps = any(rule.is_hard_cap for rule in self.rules)
         self.needs_prompt_tokens = self.hard_caps or any(
             c.stat == "next" for rule in self.rules for c in rule.conditions
@@ -161,20 +190,46 @@ class Engine:
                 reservation.held.clear()
             samples = obs.samples
             ts = obs.ts
-            for kind in kinds if kinds is not None else self._windows:
-                key = _scope_value(kind, obs.run_id, obs.model, obs.tags)
-                if key is None:
-                    continue
-                feeds = self._feeds.get((kind, key))
-                if feeds is None:
-                    feeds = self._feeds[(kind, key)] = [
-                        (sample, window.add_key if sample in KEYED_SAMPLES else window.add)
-                        for (sample, _spec), window in self._windows_for(kind, key).items()
-                    ]
-                for sample, add in feeds:
-                    value = samples.get(sample)
-                    if value is not None:
-                        add(ts, value)
+            if kinds is None:
+                feeds = self._all_feeds(obs)
+            else:
+                feeds = []
+                for kind in kinds:
+                    key = _scope_value(kind, obs.run_id, obs.model, obs.tags)
+                    if key is not None:
+                        feeds += self._feeds_for(kind, key)
+            for sample, add in feeds:
+                value = samples.get(sample)
+                if value is not None:
+                    add(ts, value)
+
+    def _feeds_for(self, kind: str, key: Any) -> list[tuple[str, Callable[[float, Any], None]]]:
+        feeds = self._feeds.get((kind, key))
+        if feeds is None:
+            feeds = self._feeds[(kind, key)] = [
+                (sample, window.add_key if sample in KEYED_SAMPLES else window.add)
+                for (sample, _spec), window in self._windows_for(kind, key).items()
+            ]
+        return feeds
+
+    def _all_feeds(self, obs: Observation) -> list[tuple[str, Callable[[float, Any], None]]]:
+        """What an observation feeds in every scope, kept per (run, model, tag values) like plans."""
+        tags = obs.tags
+        names = self._tag_names
+        context = (obs.model, *[_tag_key(tags, name) for name in names]) if names else (obs.model,)
+        per_run = self._observers.get(obs.run_id)
+        if per_run is None:
+            per_run = self._observers[obs.run_id] = {}
+        feeds = per_run.get(context)
+        if feeds is None:
+            if len(per_run) >= _PLANS_PER_RUN:
+                per_run.clear()
+            feeds = per_run[context] = []
+            for kind in self._windows:
+                key = _scope_value(kind, obs.run_id, obs.model, tags)
+                if key is not None:
+                    feeds += self._feeds_for(kind, key)
+        return feeds
 
     def release(self, reservation: Reservation | None) -> None:
         """Give back a reservation whose call was never made."""
@@ -193,6 +248,10 @@ class Engine:
                 self._feeds.pop(("run", run_id), None)
             for key in [k for k in self._states if k[1][-1] == run_id]:
                 del self._states[key]
+            self._plans.pop(run_id, None)
+            self._observers.pop(run_id, None)
+            for cond in self._run_conds:
+                self._probes.pop((cond.slot, run_id), None)
 
     @property
     def scope_kinds(self) -> tuple[str, ...]:
@@ -225,24 +284,40 @@ class Engine:
         no_stream = halt = upgrade = False
         pause_s = 0.0
         compact: Compact | None = None
-        caps: list[tuple[_Rule, _Cond, _Measure, Any]] = []
-        keys = {"run": run_id, "all": "", "model": model}
-        states = self._states
+        caps: list[tuple[Rule, Probe]] = []
         with self._lock:
-            for r in self._compiled:
-                outcome = self._evaluate(r, now, keys, tags, prompt_tokens)
-                if outcome is None:
-                    continue
-                breached, recovered, lead, measure, key = outcome
+            for b in self._plan(run_id, model, tags):
+                r = b.r
+                probe = b.probe
+                if probe is not None:
+                    # One condition (the common case): Cond.judge inlined, no tuple per rule.
+                    cond = probe.cond
+                    read = probe.read
+                    if read is not None:
+                        raw = read(now)
+                    elif cond.next and prompt_tokens is not None:
+                        raw = float(prompt_tokens)
+                    else:
+                        raw = None
+                    if raw is None:
+                        breached, recovered = False, True
+                    elif cond.above:
+                        breached, recovered = raw > cond.limit, raw <= cond.recover_raw
+                    else:
+                        breached, recovered = raw < cond.limit, raw >= cond.recover_raw
+                    state = b.state
+                    assert state is not None
+                    if b.quiet and not breached and not state.active:
+                        continue
+                else:
+                    outcome = self._evaluate(b, now, prompt_tokens, run_id)
+                    if outcome is None:
+                        continue
+                    breached, recovered, probe, raw, state = outcome
+                    cond = probe.cond
                 if r.hard_cap:
-                    caps.append((r, lead, measure, key))
-                state_key = (
-                    r.index,
-                    (lead.t.scope, key) if lead.t.scope == "run" else (lead.t.scope, key, run_id),
-                )
-                state = states.get(state_key)
-                if state is None:
-                    state = states[state_key] = _RuleState()
+                    caps.append((r, probe))
+                rule = r.rule
                 transition = None
                 if breached and not state.active:
                     state.active, state.since, transition = True, now, "fire"
@@ -250,34 +325,34 @@ class Engine:
                 elif (
                     state.active
                     and not breached
-                    and (not r.stateful or (recovered and now - state.since >= r.rule.cooldown_s))
+                    and (not r.stateful or (recovered and now - state.since >= rule.cooldown_s))
                 ):
                     state.active, transition = False, "recover"
                     state.warned = False
                 if (
                     state.active
-                    and r.rule.recover_after_s is not None
+                    and rule.recover_after_s is not None
                     and transition != "fire"
-                    and now - state.since >= r.rule.recover_after_s
+                    and now - state.since >= rule.recover_after_s
                 ):
                     state.active, transition = False, "recover"
                     state.warned = False
                 if transition == "recover":
                     if r.stateful:
-                        fired.append(_fired(r, lead, measure, key, "recover", "recover"))
+                        fired.append(fired_for(r, probe, raw, "recover", "recover"))
                     continue
                 if not state.active:
-                    if r.rule.warn_at is not None and measure.raw is not None:
-                        level = lead.t.raw * r.rule.warn_at
-                        near = measure.raw >= level if lead.t.above else measure.raw <= level
+                    if rule.warn_at is not None and raw is not None:
+                        level = cond.limit * rule.warn_at
+                        near = raw >= level if cond.above else raw <= level
                         if near and not state.warned:
                             state.warned = True
-                            fired.append(_fired(r, lead, measure, key, "warn", "warn"))
+                            fired.append(fired_for(r, probe, raw, "warn", "warn"))
                         elif not near:
                             state.warned = False
                     continue
                 label = transition or "active"
-                for action in r.rule.actions:
+                for action in rule.actions:
                     kind = action.kind
                     if kind == "downgrade":
                         steps += action.steps
@@ -299,15 +374,13 @@ class Engine:
                         if compact is None or target < compact.target_tokens:
                             compact = Compact(target_tokens=target, prompt_tokens=prompt_tokens)
                     elif kind == "pause":
-                        wait = self._pause_for(
-                            action.pause_s, lead, measure, now, state, transition, r.rule
-                        )
+                        wait = self._pause_for(action.pause_s, probe, now, state, transition, rule)
                         if wait is None:
                             continue
                         pause_s = max(pause_s, wait)
-                        fired.append(_fired(r, lead, measure, key, kind, label, {"pause_s": wait}))
+                        fired.append(fired_for(r, probe, raw, kind, label, wait))
                         continue
-                    fired.append(_fired(r, lead, measure, key, kind, label))
+                    fired.append(fired_for(r, probe, raw, kind, label))
 
             # An active upgrade (say, users rating the cheaper model's answers down) lifts every
             # downgrade: quality before savings.
@@ -316,15 +389,16 @@ class Engine:
             if caps and not halt:
                 reserve = (worst_case(chosen) or 0) if worst_case is not None else 0
                 held: list[tuple[Window, int]] = []
-                for r, lead, measure, key in caps:
-                    window = measure.window
+                for r, probe in caps:
+                    window = probe.window
                     if window is None or pause_s > 0:
                         continue
+                    limit = probe.cond.limit
                     total = window.total + window.reserved + reserve
-                    if total <= lead.t.raw:
+                    if total <= limit:
                         held.append((window, reserve))
                         continue
-                    wait = window.time_until_at_most(lead.t.raw - reserve, now)
+                    wait = window.time_until_at_most(limit - reserve, now)
                     kinds = r.kinds
                     if "pause" in kinds and wait is not None and (wait > 0 or window.reserved):
                         verdict, pause_s = "pause", max(pause_s, wait if wait > 0 else 1.0)
@@ -332,7 +406,7 @@ class Engine:
                         verdict, halt = "halt", True
                     else:
                         verdict, pause_s = "pause", max(pause_s, wait)
-                    fired.append(_cap_fired(r, lead, window, reserve, key, verdict, pause_s))
+                    fired.append(cap_fired(r, probe, window, reserve, verdict, pause_s))
                 if not halt and pause_s <= 0 and held and reserve:
                     for window, amount in held:
                         window.reserved += amount
@@ -372,7 +446,7 @@ class Engine:
         if key is None:
             return None
         with self._lock:
-            return self._measure(cond, key, now, prompt_tokens).value
+            return cond.display(read_probe(self._probe(cond, key), now, prompt_tokens))
 
     def cap_room(
         self, *, now: float, run_id: str | None, model: str, tags: Mapping[str, Any]
@@ -382,17 +456,15 @@ class Engine:
         keys = {"run": run_id, "all": "", "model": model}
         with self._lock:
             for r in self._compiled:
-                if not r.hard_caps_conds:
-                    continue
                 for cond in r.hard_caps_conds:
                     key = _key(cond.t.scope, keys, tags)
                     if key is None:
                         continue
-                    measure = self._measure(cond, key, now, None)
-                    window = measure.window
+                    window = self._window_of(cond, key)
                     if window is None:
                         continue
-                    left = cond.t.raw - window.total - window.reserved
+                    window.expire(now)
+                    left = cond.limit - window.total - window.reserved
                     room = left if room is None else min(room, left)
         return room
 
@@ -405,20 +477,100 @@ class Engine:
             return model
         return chain[min(steps, len(chain)) - 1]
 
+    def _plan(self, run_id: str | None, model: str, tags: Mapping[str, Any]) -> list[_Bound]:
+        """The rules bound to this decide's scope keys, built once per (run, model, tag values).
+
+        Binding resolves each condition's window and statistic and each rule's state once, so a
+        decide does no key building, no window lookup and no string dispatch per rule. Plans of a
+        run go when the run ends (its windows and states go then too).
+        """
+        names = self._tag_names
+        context = (model, *[_tag_key(tags, name) for name in names]) if names else (model,)
+        plans = self._plans.get(run_id)
+        if plans is None:
+            plans = self._plans[run_id] = {}
+        plan = plans.get(context)
+        if plan is None:
+            if len(plans) >= _PLANS_PER_RUN:
+                plans.clear()  # a run that decides for ever new models or tag values
+            keys: dict[str, Any] = {"run": run_id, "all": "", "model": model}
+            keys.update(zip(self._tag_kinds, context[1:], strict=True))
+            plan = plans[context] = self._bind(keys, run_id)
+        return plan
+
+    def _bind(self, keys: dict[str, Any], run_id: str | None) -> list[_Bound]:
+        plan = []
+        for r in self._compiled:
+            if len(r.conds) > 1:
+                probes = tuple(
+                    self._probe(c, keys[c.t.scope]) for c in r.conds if keys[c.t.scope] is not None
+                )
+                if probes:
+                    plan.append(_Bound(r, None, None, probes, quiet=False))
+                continue
+            cond = r.conds[0]
+            key = keys[cond.t.scope]
+            if key is None:
+                continue
+            probe = self._probe(cond, key)
+            quiet = not r.hard_cap and r.rule.warn_at is None
+            plan.append(_Bound(r, probe, self._state(r, probe, run_id), (), quiet))
+        return plan
+
+    def _probe(self, cond: Cond, key: Any) -> Probe:
+        probe = self._probes.get((cond.slot, key))
+        if probe is None:
+            probe = self._probes[(cond.slot, key)] = self._new_probe(cond, key)
+        return probe
+
+    def _new_probe(self, cond: Cond, key: Any) -> Probe:
+        t = cond.t
+        scope = scope_text(t.scope, key)
+        if cond.ratio and t.spec is not None:
+            windows = self._windows_for(t.scope, key)
+            read_sum = windows[("cache_read_tokens", t.spec)].reader("sum")
+            prompt_sum = windows[("prompt_tokens", t.spec)].reader("sum")
+
+            def ratio(now: float) -> float | None:
+                read = read_sum(now) or 0
+                prompt = prompt_sum(now) or 0
+                return read / prompt if prompt else None
+
+            return Probe(cond, key, None, ratio, scope)
+        window = self._window_of(cond, key)
+        if window is None:
+            return Probe(cond, key, None, None, scope)
+        return Probe(cond, key, window, window.reader(t.stat), scope)
+
+    def _window_of(self, cond: Cond, key: Any) -> Window | None:
+        """The window a condition reads in one scope (None: ``next``, a ratio, no window)."""
+        t = cond.t
+        if cond.next or cond.ratio or t.spec is None:
+            return None
+        return self._windows_for(t.scope, key)[cond.window_key]
+
+    def _state(self, r: Rule, probe: Probe, run_id: str | None) -> RuleState:
+        scope = probe.cond.t.scope
+        where = (scope, probe.key) if scope == "run" else (scope, probe.key, run_id)
+        state = self._states.get((r.index, where))
+        if state is None:
+            state = self._states[(r.index, where)] = RuleState()
+        return state
+
     def _pause_for(
         self,
         fixed_s: float | None,
-        lead: _Cond,
-        measure: _Measure,
+        probe: Probe,
         now: float,
-        state: _RuleState,
+        state: RuleState,
         transition: str | None,
         rule: PolicyRule,
     ) -> float | None:
         if fixed_s is None:
-            window = measure.window
-            if window is not None and lead.t.stat == "sum" and lead.t.above:
-                wait = window.time_until_at_most(lead.t.raw, now)
+            window = probe.window
+            t = probe.cond.t
+            if window is not None and t.stat == "sum" and t.above:
+                wait = window.time_until_at_most(t.raw, now)
                 if wait is not None:
                     return wait if wait > 0 else None
             fixed_s = rule.cooldown_s
@@ -430,187 +582,33 @@ class Engine:
         return None
 
     def _evaluate(
-        self,
-        r: _Rule,
-        now: float,
-        keys: dict[str, Any],
-        tags: Mapping[str, Any],
-        prompt_tokens: int | None,
-    ) -> tuple[bool, bool, _Cond, _Measure, Any] | None:
-        if len(r.conds) == 1:  # the common case, without the list
-            cond = r.conds[0]
-            key = _key(cond.t.scope, keys, tags)
-            if key is None:
-                return None
-            measure = self._measure(cond, key, now, prompt_tokens)
-            breached, recovered = cond.judge(measure.raw)
-            return breached, recovered, cond, measure, key
+        self, b: _Bound, now: float, prompt_tokens: int | None, run_id: str | None
+    ) -> tuple[bool, bool, Probe, float | None, RuleState]:
+        """A rule of several conditions: combined, with the condition that leads (and its state)."""
         results = []
-        for cond in r.conds:
-            key = _key(cond.t.scope, keys, tags)
-            if key is None:
-                continue
-            measure = self._measure(cond, key, now, prompt_tokens)
-            breached, recovered = cond.judge(measure.raw)
-            results.append((breached, recovered, cond, measure, key))
-        if not results:
-            return None
-        if r.rule.combine == "all":
+        for probe in b.probes:
+            raw = read_probe(probe, now, prompt_tokens)
+            breached, recovered = probe.cond.judge(raw)
+            results.append((breached, recovered, probe, raw))
+        if b.r.rule.combine == "all":
             breached = all(x[0] for x in results)
             recovered = any(x[1] for x in results)
         else:
             breached = any(x[0] for x in results)
             recovered = all(x[1] for x in results)
         lead = next((x for x in results if x[0]), results[0])
-        return breached, recovered, lead[2], lead[3], lead[4]
-
-    def _measure(self, cond: _Cond, key: Any, now: float, prompt_tokens: int | None) -> _Measure:
-        t = cond.t
-        if t.stat == "next":
-            raw = float(prompt_tokens) if prompt_tokens is not None else None
-            return _Measure(raw, raw, None)
-        if t.spec is None:
-            return _Measure(None, None, None)
-        windows = self._windows_for(t.scope, key)
-        if cond.ratio:
-            read = windows[("cache_read_tokens", t.spec)].stat("sum", now) or 0
-            prompt = windows[("prompt_tokens", t.spec)].stat("sum", now) or 0
-            ratio = read / prompt if prompt else None
-            return _Measure(ratio, ratio, None)
-        window = windows[cond.window_key]
-        raw = window.stat(t.stat, now)
-        return _Measure(raw * cond.scale if raw is not None else None, raw, window)
-
-
-@dataclass(slots=True)
-class _Cond:
-    """A condition compiled for the hot path: its window key, scale and recovery level."""
-
-    t: Threshold
-    window_key: tuple[str, WindowSpec]
-    scale: float
-    ratio: bool
-    recover_raw: float
-
-    @classmethod
-    def of(cls, t: Threshold, rule: PolicyRule) -> _Cond:
-        metric = METRICS[t.metric]
-        scale = 1.0 if t.stat == "anomaly" else metric.scale  # a z-score has no unit
-        if rule.recover_level is not None:
-            recover = rule.recover_level / scale
-        elif t.above:
-            recover = t.raw * (rule.recover_ratio or 1.0)
-        else:
-            recover = t.raw / (rule.recover_ratio or 1.0)
-        key = (metric.sample, t.spec or WindowSpec(count=1))  # specless conditions read no window
-        return cls(t, key, scale, t.metric == "cache_hit_ratio", recover)
-
-    def judge(self, raw: float | None) -> tuple[bool, bool]:
-        """(breached, recovered) for a measured value; an unknown value is neither."""
-        if raw is None:
-            return False, True
-        if self.t.above:
-            return raw > self.t.raw, raw <= self.recover_raw
-        return raw < self.t.raw, raw >= self.recover_raw
-
-
-@dataclass(slots=True)
-class _Rule:
-    """A rule compiled for the hot path."""
-
-    index: int
-    rule: PolicyRule
-    conds: tuple[_Cond, ...]
-    hard_cap: bool
-    stateful: bool
-    kinds: frozenset[str]
-    hard_caps_conds: tuple[_Cond, ...] = ()
-
-
-def _compile_rules(rules: tuple[PolicyRule, ...]) -> tuple[_Rule, ...]:
-    return tuple(
-        _Rule(
-            index=i,
-            rule=rule,
-            conds=tuple(_Cond.of(c, rule) for c in rule.conditions),
-            hard_cap=rule.is_hard_cap,
-            stateful=any(
-                a.kind in _STATEFUL or (a.kind == "pause" and a.pause_s is not None)
-                for a in rule.actions
-            ),
-            kinds=frozenset(a.kind for a in rule.actions),
-            hard_caps_conds=tuple(
-                _Cond.of(c, rule)
-                for c in rule.conditions
-                if rule.is_hard_cap and c.metric == "cost_usd" and c.stat == "sum" and c.above
-            ),
-        )
-        for i, rule in enumerate(rules)
-    )
+        return breached, recovered, lead[2], lead[3], self._state(b.r, lead[2], run_id)
 
 
 def _key(kind: str, keys: dict[str, Any], tags: Mapping[str, Any]) -> Any:
     if kind in keys:
         return keys[kind]
-    value = tags.get(kind[4:])
+    return _tag_key(tags, kind[4:])
+
+
+def _tag_key(tags: Mapping[str, Any], name: str) -> str | None:
+    value = tags.get(name)
     return None if value is None else str(value)
-
-
-def _fired(
-    r: _Rule,
-    cond: _Cond,
-    measure: _Measure,
-    key: Any,
-    action: str,
-    transition: str,
-    detail: dict[str, Any] | None = None,
-) -> Fired:
-    t = cond.t
-    return Fired(
-        policy=r.rule.name,
-        metric=t.metric,
-        stat=t.stat,
-        value=measure.value,
-        threshold=t.threshold,
-        action=action,
-        scope=_scope_text(t.scope, key),
-        transition=transition,
-        window=_window_text(t),
-        above=t.above,
-        warn_at=r.rule.warn_at,
-        detail=detail or {},
-    )
-
-
-def _cap_fired(
-    r: _Rule, cond: _Cond, window: Window, reserve: int, key: Any, action: str, pause_s: float
-) -> Fired:
-    t = cond.t
-    total = window.total + window.reserved + reserve
-    scope = _scope_text(t.scope, key)
-    note = (
-        f"{r.rule.name}: spent {format_value(t.metric, window.total * 1e-9)} + in flight "
-        f"{format_value(t.metric, window.reserved * 1e-9)} + this call's worst case "
-        f"{format_value(t.metric, reserve * 1e-9)} would exceed {format_value(t.metric, t.threshold)} "
-        f"({scope}, {_window_text(t)})"
-    )
-    detail: dict[str, Any] = {"reserved_nano_usd": window.reserved, "worst_case_nano_usd": reserve}
-    if action == "pause":
-        note += f" -> pause {pause_s:.1f}s"
-        detail["pause_s"] = pause_s
-    return Fired(
-        policy=r.rule.name,
-        metric=t.metric,
-        stat=t.stat,
-        value=total * cond.scale,
-        threshold=t.threshold,
-        action=action,
-        scope=scope,
-        transition="fire",
-        window=_window_text(t),
-        note=note,
-        detail=detail,
-    )
 
 
 def _samples_of(cond: Threshold) -> tuple[str, ...]:
@@ -628,19 +626,3 @@ def _scope_value(kind: str, run_id: str | None, model: str | None, tags: Mapping
         return model
     value = tags.get(kind[4:])
     return None if value is None else str(value)
-
-
-def _scope_text(kind: str, key: Any) -> str:
-    if kind == "run":
-        return f"run {key}"
-    if kind == "all":
-        return "all calls"
-    if kind == "model":
-        return f"model {key}"
-    return f"{kind[4:]}={key}"
-
-
-def _window_text(cond: Threshold) -> str:
-    if cond.stat == "next":
-        return "the next call"
-    return cond.spec.describe() if cond.spec is not None else "the last call"
