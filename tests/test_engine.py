@@ -898,3 +898,47 @@ def test_reasons_read_their_own_values_when_the_measured_text_is_shared():
         "p: latency_ms max over 1m = 2ms > 1ms (all calls) -> pause 3.0s",
     ]
     assert fired(0.0, 1.0).reason != fired(-0.0, 1.0).reason
+
+
+def test_observe_never_waits_for_the_lock_and_readers_see_every_queued_call():
+    """A recording thread does not block on a busy engine; the next reader feeds what it queued."""
+    from agentmeter.meter import samples
+    from agentmeter.policy.engine import Engine, Observation
+
+    engine = Engine(
+        agentmeter.parse_policies(
+            policies(rule("cap", "{metric: cost_usd, window: 100s, above: $0.005}", "[pause]"))
+        )
+    )
+
+    def spend(nano):
+        return samples(
+            cost_nano=nano,
+            input_tokens=1,
+            output_tokens=1,
+            cache_read_tokens=0,
+            cache_write_tokens=0,
+            reasoning_tokens=0,
+            prompt_tokens=1,
+            latency_ms=1.0,
+            ttft_ms=None,
+            error=False,
+            prompt_hash=None,
+        )
+
+    with engine._lock:  # a decide in progress on another thread
+        recorders = [
+            threading.Thread(
+                target=engine.observe, args=(Observation(1.0, "r", "m", {}, spend(1_000_000)),)
+            )
+            for _ in range(3)
+        ]
+        for thread in recorders:
+            thread.start()
+        for thread in recorders:
+            thread.join(timeout=5)
+        assert not any(thread.is_alive() for thread in recorders)
+    assert engine.value("cap", now=2.0, run_id="r", model="m") == pytest.approx(0.003)
+    engine.observe(Observation(3.0, "r", "m", {}, spend(3_000_000)))
+    decision, _ = engine.decide(now=4.0, model="m", run_id="r", tags={})
+    assert decision.pause_s > 0  # $0.006 in the window: all four calls count

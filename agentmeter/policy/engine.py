@@ -8,6 +8,7 @@ clock gives the same decisions as the live run.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,9 @@ class _Bound:
 # Samples that are keys (hashes, names), counted rather than summed.
 KEYED_SAMPLES = frozenset({"prompt_hash", "model_version"})
 
+# Past this many queued observations a recording thread waits for the lock and feeds them.
+_MAX_PENDING = 1024
+
 
 def _features(stat: str, metric: str) -> str:
     if METRICS[metric].sample in KEYED_SAMPLES:
@@ -115,6 +119,8 @@ class Engine:
         self.rules = policies.policies
         self.ladder = policies.ladder
         self._lock = threading.Lock()
+        # Observations not yet fed to the windows (see ``observe``): (observation, reservation, kinds)
+        self._pending: deque[tuple[Observation, Reservation | None, Iterable[str] | None]] = deque()
         # scope kind -> {(sample, spec): set of features}
         self._layout: dict[str, dict[tuple[str, WindowSpec], set[str]]] = {}
         for rule in self.rules:
@@ -182,8 +188,28 @@ class Engine:
         *,
         kinds: Iterable[str] | None = None,
     ) -> None:
-        """Add one finished call to every window of its scopes; release its reservation."""
-        with self._lock:
+        """Add one finished call to every window of its scopes; release its reservation.
+
+        Recording threads must not queue up on the engine's lock (under the GIL, a thread that
+        blocks on a lock waits for the interpreter again after it: a convoy at every call). So the
+        observation joins a queue, and whoever holds the lock applies the queue: this call when
+        the lock is free, otherwise the holder's next step. ``decide`` and every reader apply it
+        first, so nothing reads a window that misses a recorded call.
+        """
+        pending = self._pending
+        pending.append((obs, reservation, kinds))
+        # Block only when the queue grows long (nobody decides and the lock is always taken).
+        if self._lock.acquire(len(pending) > _MAX_PENDING):
+            try:
+                self._apply_pending()
+            finally:
+                self._lock.release()
+
+    def _apply_pending(self) -> None:
+        """Feed the queued observations, in order (the caller holds the lock)."""
+        pending = self._pending
+        while pending:
+            obs, reservation, kinds = pending.popleft()
             if reservation is not None:
                 for window, amount in reservation.held:
                     window.reserved -= amount
@@ -236,6 +262,7 @@ class Engine:
         if reservation is None:
             return
         with self._lock:
+            self._apply_pending()
             for window, amount in reservation.held:
                 window.reserved -= amount
             reservation.held.clear()
@@ -243,6 +270,7 @@ class Engine:
     def end_run(self, run_id: str) -> None:
         """Forget a finished run's windows and rule states."""
         with self._lock:
+            self._apply_pending()
             if "run" in self._windows:
                 self._windows["run"].pop(run_id, None)
                 self._feeds.pop(("run", run_id), None)
@@ -286,6 +314,7 @@ class Engine:
         compact: Compact | None = None
         caps: list[tuple[Rule, Probe]] = []
         with self._lock:
+            self._apply_pending()
             for b in self._plan(run_id, model, tags):
                 r = b.r
                 probe = b.probe
@@ -446,6 +475,7 @@ class Engine:
         if key is None:
             return None
         with self._lock:
+            self._apply_pending()
             return cond.display(read_probe(self._probe(cond, key), now, prompt_tokens))
 
     def cap_room(
@@ -455,6 +485,7 @@ class Engine:
         room: float | None = None
         keys = {"run": run_id, "all": "", "model": model}
         with self._lock:
+            self._apply_pending()
             for r in self._compiled:
                 for cond in r.hard_caps_conds:
                     key = _key(cond.t.scope, keys, tags)
