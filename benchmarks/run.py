@@ -17,6 +17,7 @@ call would otherwise print a line per call. The call to the logger still happens
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import gc
 import io
@@ -710,6 +711,32 @@ class DecideResult:
     fired: str
 
 
+class DBClock:
+    """The system clock, set back so that a DB's newest call is a moment old.
+
+    A reused ``--db`` ages: an hour after it was generated its windows no longer hold the same
+    calls, and what fires (so the decide figures) would depend on when the benchmark ran.
+    """
+
+    def __init__(self, db: str) -> None:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        (newest,) = conn.execute("SELECT max(ts) FROM agentmeter_calls").fetchone()
+        conn.close()
+        self.offset = (newest or time.time()) + 1.0 - time.time()
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
 def decide_pair(cfg: Config, dbs: tuple[str, ...], policies: Any) -> list[DecideResult]:
     """``run.decide`` on each of ``dbs``, timed side by side (batches alternate between them).
 
@@ -722,7 +749,7 @@ def decide_pair(cfg: Config, dbs: tuple[str, ...], policies: Any) -> list[Decide
     meters, runs, opened = [], [], []
     for db in dbs:
         t0 = time.perf_counter()
-        meter = agentmeter.Meter(db=db, policies=policies)
+        meter = agentmeter.Meter(db=db, policies=policies, clock=DBClock(db))
         opened.append(time.perf_counter() - t0)
         run = meter.run("bench-decide", tags=BENCH_TAGS)
         for i in range(20):
@@ -978,13 +1005,6 @@ def profile_completion(cfg: Config) -> str:
 # What-if replay
 
 
-SEED_COLUMNS = (
-    "id, ts, run_id, model, tags, cost_nano_usd, cost_status, input_tokens, output_tokens, "
-    "cache_read_tokens, cache_write_tokens, reasoning_tokens, latency_ms, ttft_ms, status, "
-    "prompt_hash, usage_status"
-)  # agentmeter.meter._SEED_COLUMNS: what observation_from_row reads
-
-
 def replay_fn() -> Callable[..., Any] | None:
     """``agentmeter.replay.replay(db, run_id, *, policies)`` if the module exists and has it."""
     try:
@@ -1034,12 +1054,15 @@ def engine_replay(db: str, policies: Any, budget_s: float) -> tuple[int, float]:
     from agentmeter.meter import observation_from_row
     from agentmeter.policy.engine import Engine
     from agentmeter.pricing import PriceTable
+    from agentmeter.storage import SQLITE
 
     engine = Engine(policies)
     worst = PriceTable.default().worst_case_nano_usd
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    columns = SQLITE.seed_columns  # what observation_from_row reads, in its order
+    seeded = columns.count(",") + 1
     cursor = conn.execute(
-        f"SELECT {SEED_COLUMNS}, requested_model, decided_prompt_tokens, max_tokens "
+        f"SELECT {columns}, requested_model, decided_prompt_tokens, max_tokens "
         "FROM agentmeter_calls ORDER BY id"
     )
     done = 0
@@ -1047,8 +1070,8 @@ def engine_replay(db: str, policies: Any, budget_s: float) -> tuple[int, float]:
     deadline = t0 + budget_s
     while rows := cursor.fetchmany(1000):
         for row in rows:
-            obs = observation_from_row(row[:17])
-            requested, prompt, max_tokens = row[17], row[18], row[19]
+            obs = observation_from_row(row[:seeded])
+            requested, prompt, max_tokens = row[seeded], row[seeded + 1], row[seeded + 2]
             prompt = prompt if prompt is not None else obs.samples["prompt_tokens"]
             _, reservation = engine.decide(
                 now=obs.ts,
@@ -1459,6 +1482,7 @@ def main(argv: list[str] | None = None) -> int:
         if key not in only:
             return
         log(title)
+        gc.collect()  # the garbage of one section must not be collected inside the next one's timing
         try:
             bench(cfg, res, *args)
         except Exception as exc:
