@@ -11,6 +11,7 @@ import itertools
 import json
 import threading
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -63,9 +64,12 @@ class Run:
         self.status = "running"
         self.step = 0
         self.decisions: list[Decision] = []
-        self._step_lock = threading.Lock()
+        self._step_lock = threading.Lock()  # the step counter only: held for one addition
         self._local = threading.local()
         self._tally = RunTally()
+        # Calls not yet added to the tally (see ``_count``), and the lock of whoever adds them.
+        self._untallied: deque[tuple[Any, ...]] = deque()
+        self._tally_lock = threading.Lock()
         self.ended_at: float | None = None
         self.last_record: CallRecord | None = None
         self._models: dict[int, str | None] = {}
@@ -244,7 +248,8 @@ class Run:
         with self._step_lock:
             self.step += 1
             step = self.step
-            self._tally.add(
+        self._count(
+            (
                 now,
                 cost,
                 latency_ms,
@@ -259,6 +264,7 @@ class Run:
                     usage.reasoning_tokens,
                 ),
             )
+        )
         tags_json = (
             self._tags_json
             if not tags
@@ -381,7 +387,7 @@ class Run:
         models[step] = model
         if len(models) > 8192:  # feedback by step looks back at least 4096 calls
             for old in list(itertools.islice(models, 4096)):
-                del models[old]
+                models.pop(old, None)  # threads sharing the run may trim at the same time
         return record
 
     # -- deciding --------------------------------------------------------------------------------
@@ -483,7 +489,7 @@ class Run:
             if fired.transition == "active" and fired.action in UNRECORDED_ACTIVE:
                 continue  # the transition was recorded when it fired
             if fired.transition != "recover":
-                with self._step_lock:
+                with self._tally_lock:
                     self._tally.fired[f"{fired.policy} -> {fired.action}"] += 1
             meter.put(
                 "decision", self._decision_row(fired, now, decision, prompt_tokens, max_tokens)
@@ -720,17 +726,42 @@ class Run:
     @property
     def spent(self) -> Decimal:
         """Exact USD spent by this run's priced calls so far."""
-        return nano_to_usd(self._tally.spent_nano)
+        with self._tally_lock:
+            self._add_untallied()
+            return nano_to_usd(self._tally.spent_nano)
 
     @property
     def unknown_cost_calls(self) -> int:
         """How many of this run's successful calls have an unknown cost (not in ``spent``)."""
-        return self._tally.unknown_cost
+        with self._tally_lock:
+            self._add_untallied()
+            return self._tally.unknown_cost
 
     def stats(self) -> RunStats:
         """Spend so far and over the last 10 minutes and hour, latency, cache hits, what fired."""
-        with self._step_lock:
+        with self._tally_lock:
+            self._add_untallied()
             return self._tally.snapshot(self.meter.clock.now())
+
+    def _count(self, call: tuple[Any, ...]) -> None:
+        """Add a call to the tally without waiting for a thread that holds the tally's lock.
+
+        Threads recording into one run (parallel tool calls) would otherwise queue on the lock
+        at every call, and under the GIL each wait costs a hand-over of the interpreter. The call
+        joins a queue that the lock's holder adds, and every reader adds it first.
+        """
+        untallied = self._untallied
+        untallied.append(call)
+        if self._tally_lock.acquire(len(untallied) > 1024):
+            try:
+                self._add_untallied()
+            finally:
+                self._tally_lock.release()
+
+    def _add_untallied(self) -> None:
+        untallied, add = self._untallied, self._tally.add
+        while untallied:
+            add(*untallied.popleft())
 
     def summary_for_prompt(self) -> str:
         """A short text about this run's own efficiency, for the agent's reflection step."""

@@ -84,3 +84,56 @@ def test_a_long_run_keeps_only_the_last_hour_of_spend_in_memory(clock):
     assert held <= 61
     # now is 60 s after the last call: the hour back holds the calls 60 .. 3540 s ago, 59 of them
     assert stats.spent_last_1h_usd == 59 * stats.spent_usd / 3000
+
+
+def test_threads_sharing_a_run_never_wait_on_its_tally_and_every_call_counts(clock):
+    """Recording does not block while the tally is held; spent, stats and steps see every call."""
+    import threading
+
+    with agentmeter.Meter(db=":memory:", clock=clock, pricing=PRICES) as meter:
+        run = meter.run("r")
+        usage = Usage(input_tokens=1000)
+
+        def record(times):
+            for _ in range(times):
+                run.record(model="m", usage=usage, latency_ms=1)
+
+        with run._tally_lock:  # a reader in progress: stats() on another thread
+            blocked = threading.Thread(target=record, args=(5,))
+            blocked.start()
+            blocked.join(timeout=5)
+            assert not blocked.is_alive()
+        threads = [threading.Thread(target=record, args=(500,)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        records = [run.record(model="m", usage=usage, latency_ms=1) for _ in range(3)]
+        stats = run.stats()
+    assert stats.calls == 4008 and run.step == 4008
+    assert run.spent == 4008 * records[0].cost
+    assert sorted({r.step for r in records}) == [4006, 4007, 4008]
+
+
+def test_threads_sharing_a_long_run_record_every_call(clock):
+    """Past 8,192 calls a run trims its step -> model map; threads trimming at once must not fail."""
+    import threading
+
+    with agentmeter.Meter(db=":memory:", clock=clock, pricing=PRICES) as meter:
+        run = meter.run("r")
+        usage = Usage(input_tokens=10)
+        failed = []
+
+        def record():
+            for _ in range(6000):
+                if run.record(model="m", usage=usage, latency_ms=1) is None:
+                    failed.append(1)
+
+        threads = [threading.Thread(target=record) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        health = meter.health()
+    assert failed == [] and health["internal_errors"] == 0
+    assert run.stats().calls == 24_000
