@@ -107,6 +107,8 @@ _SQL = {
     f"VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
     "ON CONFLICT(run_id) DO UPDATE SET ended_at = excluded.ended_at, status = excluded.status",
 }
+# Rows queued as work for the writer (see ``Recorder._materialize``).
+_RAW_KINDS = frozenset({"deferred", "content_raw", "cache_raw"})
 # Runs first so a reader never sees a call whose run row is missing.
 _ORDER = ("run", "call", "decision", "content", "feedback", "cache")
 _RESERVATION = CALL_COLUMNS.index("reservation_id")
@@ -344,8 +346,8 @@ class Recorder:
         backlog = self._backlog
         if not backlog:
             return
-        if any(kind in ("content_raw", "cache_raw") for kind, _ in backlog):
-            self._redact_content(backlog)
+        if any(kind in _RAW_KINDS for kind, _ in backlog):
+            self._materialize(backlog)
         rows = list(backlog)
         try:
             self._commit(rows)
@@ -386,8 +388,9 @@ class Recorder:
             self._conn_reset()  # a lost connection: the retry reconnects
 
     @staticmethod
-    def _redact_content(backlog: deque[tuple[str, tuple[Any, ...]]]) -> None:
-        """Turn captured bodies into redacted content rows here, off the agent's thread."""
+    def _materialize(backlog: deque[tuple[str, tuple[Any, ...]]]) -> None:
+        """Build here, off the agent's thread, the rows queued as work: ``deferred`` rows (a
+        builder and its arguments) and captured bodies, which become redacted content rows."""
         import json
 
         from .content import redact_value, rows_from_bodies
@@ -395,6 +398,13 @@ class Recorder:
         items = list(backlog)
         backlog.clear()
         for kind, row in items:
+            if kind == "deferred":
+                target, build, args = row
+                try:
+                    backlog.append((target, build(*args)))
+                except Exception as exc:  # a row that cannot be built is dropped, not retried
+                    log.warning("agentmeter: a %s row could not be built: %r", target, exc)
+                continue
             try:
                 if kind == "content_raw":
                     run_id, step, ts, request, response, extra = row

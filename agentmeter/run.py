@@ -491,8 +491,10 @@ class Run:
             if fired.transition != "recover":
                 with self._tally_lock:
                     self._tally.fired[f"{fired.policy} -> {fired.action}"] += 1
+            # The row (its reason text and JSON) is built on the writer's thread.
             meter.put(
-                "decision", self._decision_row(fired, now, decision, prompt_tokens, max_tokens)
+                "deferred",
+                ("decision", self._decision_row, (fired, now, decision, prompt_tokens, max_tokens)),
             )
             if fired.transition in ("fire", "warn", "recover"):
                 log_fired(fired)

@@ -415,3 +415,30 @@ def test_multi_row_inserts_store_exactly_what_executemany_stores(rows, per_state
     one_by_one = stored(lambda conn: conn.executemany(recorder_module._SQL["call"], rows))
     assert chunked == one_by_one
     assert [type(v) for row in chunked for v in row] == [type(v) for row in one_by_one for v in row]
+
+
+def test_deferred_rows_are_built_by_the_writer_and_a_failing_builder_loses_only_its_row(
+    db_path, caplog
+):
+    """Decision rows are built off the agent's thread; a builder that raises costs that row only."""
+    meter = agentmeter.Meter(db=db_path)
+    run = meter.run("r")
+    built_on = []
+
+    def decision_row(policy):
+        built_on.append(threading.current_thread().name)
+        if policy == "broken":
+            raise ValueError("no reason text")
+        return (run.run_id, 1, 1.0, policy, "cost_usd", 1.0, 0.5, "alert", "run r", "{}")
+
+    for policy in ("first", "broken", "last"):
+        meter.put("deferred", ("decision", decision_row, (policy,)))
+    with caplog.at_level(logging.WARNING, logger="agentmeter"):
+        assert meter.flush()
+    meter.close()
+    assert rows(db_path, "select policy from agentmeter_decisions order by id") == [
+        ("first",),
+        ("last",),
+    ]
+    assert set(built_on) == {"agentmeter-recorder"}
+    assert "a decision row could not be built" in caplog.text
