@@ -473,8 +473,8 @@ def _commit_sqlite(conn: sqlite3.Connection, grouped: dict[str, list[tuple[Any, 
     # other processes never see the budget both released and not yet spent.
     released = [(r[_RESERVATION],) for r in calls if r[_RESERVATION]]
     released += grouped.get("release", [])
-    autocommit = conn.isolation_level is None
-    if autocommit and len(grouped) == 1 and calls and not released and len(calls) <= _EXACT_ROWS:
+    one_statement = 0 < len(calls) <= min(_EXACT_ROWS, _rows_per_insert(conn))
+    if one_statement and len(grouped) == 1 and not released and conn.isolation_level is None:
         insert_calls(conn, calls)
         return
     try:
@@ -511,7 +511,7 @@ def insert_calls(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> N
     start, total = 0, len(rows)
     while start < total:
         left = total - start
-        size = left if left <= _EXACT_ROWS else min(limit, 1 << (left.bit_length() - 1))
+        size = left if left <= min(_EXACT_ROWS, limit) else min(limit, 1 << (left.bit_length() - 1))
         chunk = rows[start : start + size]
         # 1 for a column some row sets, 0 for one that is None in every row (a literal NULL).
         shape = bytes([column.count(None) != size for column in zip(*chunk, strict=True)])

@@ -750,7 +750,8 @@ class Run:
 
         Threads recording into one run (parallel tool calls) would otherwise queue on the lock
         at every call, and under the GIL each wait costs a hand-over of the interpreter. The call
-        joins a queue that the lock's holder adds, and every reader adds it first.
+        joins a queue; the next thread to take the lock adds it (every reader does so first).
+        Past 1,024 queued calls a recorder waits for the lock, so the queue stays bounded.
         """
         untallied = self._untallied
         untallied.append(call)
