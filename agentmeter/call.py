@@ -75,9 +75,10 @@ class CallRecord:
 
     @classmethod
     def make(cls, *values: Any) -> CallRecord:
-        """A record from every field's value in declaration order (the recorder's fast path)."""
+        """A record from every field's value in declaration order (the recorder's fast path; it
+        passes every field, so the zip is not checked: checking costs a third of the call)."""
         record = object.__new__(cls)
-        object.__setattr__(record, "__dict__", dict(zip(_RECORD_FIELDS, values, strict=True)))
+        object.__setattr__(record, "__dict__", dict(zip(_RECORD_FIELDS, values, strict=False)))
         return record
 
 

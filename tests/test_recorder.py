@@ -442,3 +442,32 @@ def test_deferred_rows_are_built_by_the_writer_and_a_failing_builder_loses_only_
     ]
     assert set(built_on) == {"agentmeter-recorder"}
     assert "a decision row could not be built" in caplog.text
+
+
+def test_a_call_record_is_a_whole_frozen_dataclass(db_path):
+    """``record()`` fills a CallRecord's dict in one step: every field is set and it stays frozen."""
+    import dataclasses
+
+    from agentmeter.call import CallRecord
+
+    with agentmeter.Meter(db=db_path) as meter:
+        rec = meter.run("r").record(
+            model="gpt-4o",
+            usage=Usage(input_tokens=10, output_tokens=5),
+            latency_ms=3.0,
+            ttft_ms=1.0,
+            stream=True,
+            prompt_hash="abc",
+        )
+    assert set(dataclasses.asdict(rec)) == {f.name for f in dataclasses.fields(CallRecord)}
+    assert (rec.step, rec.model, rec.latency_ms, rec.ttft_ms, rec.stream, rec.prompt_hash) == (
+        1,
+        "gpt-4o",
+        3.0,
+        1.0,
+        True,
+        "abc",
+    )
+    assert rec.cost is not None and rec.cost > 0 and dataclasses.replace(rec) == rec
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rec.model = "other"  # type: ignore[misc]
