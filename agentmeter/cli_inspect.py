@@ -236,7 +236,32 @@ def _action(e: Row) -> str:
     why = e["reason"] or " ".join(
         f"{k}={v}" for k, v in sorted(e["detail"].items()) if k != "transition"
     )
-    return f"{e['action']}: {why}" if why else e["action"]
+    text = f"{e['action']}: {why}" if why else e["action"]
+    repeats = e.get("repeats")
+    return f"{text} (and {repeats:,} more like it until +{e['until']:.1f}s)" if repeats else text
+
+
+def _collapse_repeats(timeline: list[Row], started_at: float) -> list[Row]:
+    """The timeline with each run of one policy's still-active decisions shown as its first.
+
+    An agent that decides again while a cap keeps it paused records a decision each time; a
+    table of thousands of identical rows says less than one row and a count (``--json`` keeps
+    every one).
+    """
+    shown: list[Row] = []
+    for event in timeline:
+        last = shown[-1] if shown else None
+        if (
+            last is not None
+            and event["kind"] == last["kind"] == "decision"
+            and event.get("transition") == last.get("transition") == "active"
+            and (event["policy"], event["action"]) == (last["policy"], last["action"])
+        ):
+            last["repeats"] = last.get("repeats", 0) + 1
+            last["until"] = event["ts"] - started_at
+            continue
+        shown.append(dict(event))
+    return shown
 
 
 def _print_run(run: Row, timeline: list[Row]) -> None:
@@ -247,7 +272,9 @@ def _print_run(run: Row, timeline: list[Row]) -> None:
         f"started {_when(run['started_at'])} UTC  ended {_when(run['ended_at'])}  {run['calls']} calls, "
         f"{run['errors']} errors, {run['decisions']} decisions, cost {_cost(run)}"
     )
-    _echo_table(_timeline_columns(run["started_at"]), timeline, empty="no calls recorded yet")
+    started = run["started_at"]
+    shown = _collapse_repeats(timeline, started)
+    _echo_table(_timeline_columns(started), shown, empty="no calls recorded yet")
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -310,7 +337,8 @@ def register(cli: click.Group) -> None:
     def show(db_path: str | None, run_id: str, as_json: bool) -> None:
         """Show one run: its summary, then its calls and decisions in time order.
 
-        RUN is a run id, a unique prefix of one, or 'last'.
+        RUN is a run id, a unique prefix of one, or 'last'. Consecutive still-active decisions of
+        one policy (a cap that keeps pausing) show as one row with a count; --json lists each.
         """
         with _reading(db_path) as conn:
             timeline = query.run_timeline(conn, run_id)

@@ -781,3 +781,30 @@ def test_report_run_html_writes_the_post_mortem(tmp_path):
     )
     missing = CliRunner().invoke(cli, ["report", "--html", str(out), "--db", str(db)])
     assert missing.exit_code == 2 and "--html needs a run" in missing.output
+
+
+def test_show_folds_a_run_of_still_active_decisions_into_one_row(tmp_path):
+    """A run paused again and again shows the first pause and a count; --json keeps every one."""
+    db = str(tmp_path / "paused.db")
+    clock = FakeClock(1_800_000_000.0)
+    with make_meter(db, clock) as meter:
+        run = meter.run("paused", run_id="p0000000000000001")
+        run.record(model="test-small", usage=agentmeter.Usage(input_tokens=10), latency_ms=5)
+    for i in range(40):
+        detail = {"transition": "fire" if i == 0 else "active", "pause_s": 60.0 - i}
+        add_decision(
+            db, run_id="p0000000000000001", step=2, ts=1_800_000_001.0 + i / 10,
+            policy="hourly-pace", action="pause", detail=detail,
+        )  # fmt: skip
+    add_decision(
+        db, run_id="p0000000000000001", step=3, ts=1_800_000_009.0,
+        policy="slow", action="downgrade", detail={"transition": "active"},
+    )  # fmt: skip
+    code, out, _ = invoke("show", "p0000000000000001", "--db", db)
+    assert code == 0
+    pauses = [line for line in out.splitlines() if "hourly-pace" in line]
+    assert len(pauses) == 2  # the one that fired, then the first still active one
+    assert "(and 38 more like it until +4.9s)" in " ".join(out.replace("│", " ").split())
+    assert "slow" in out  # another policy's row is not folded into the pauses
+    timeline = invoke_json("show", "p0000000000000001", "--db", db)["timeline"]
+    assert sum(e["kind"] == "decision" for e in timeline) == 41
