@@ -242,26 +242,18 @@ def _action(e: Row) -> str:
 
 
 def _collapse_repeats(timeline: list[Row], started_at: float) -> list[Row]:
-    """The timeline with each run of one policy's still-active decisions shown as its first.
+    """The timeline with each run of one policy's still-active decisions shown as its first
+    (with how many followed, and until when); ``--json`` keeps every one."""
+    return [
+        {**first, "repeats": more, "until": last["ts"] - started_at} if more else first
+        for first, more, last in query.fold_repeats(timeline, _still_active)
+    ]
 
-    An agent that decides again while a cap keeps it paused records a decision each time; a
-    table of thousands of identical rows says less than one row and a count (``--json`` keeps
-    every one).
-    """
-    shown: list[Row] = []
-    for event in timeline:
-        last = shown[-1] if shown else None
-        if (
-            last is not None
-            and event["kind"] == last["kind"] == "decision"
-            and event.get("transition") == last.get("transition") == "active"
-            and (event["policy"], event["action"]) == (last["policy"], last["action"])
-        ):
-            last["repeats"] = last.get("repeats", 0) + 1
-            last["until"] = event["ts"] - started_at
-            continue
-        shown.append(dict(event))
-    return shown
+
+def _still_active(e: Row) -> tuple[str, str] | None:
+    if e["kind"] == "decision" and e.get("transition") == "active":
+        return e["policy"], e["action"]
+    return None
 
 
 def _print_run(run: Row, timeline: list[Row]) -> None:

@@ -3,7 +3,8 @@
 One file that opens anywhere, offline: inline CSS and inline SVG, no script, no font or image
 fetched. It holds a timeline of the run's calls (total latency and time to first token per call,
 cumulative spend, the model each call used), every decision as a marker with its reason (an SVG
-``<title>`` tooltip, and a table), and a per-model table.
+``<title>`` tooltip, and a table; a run of one policy's still-active decisions is one marker and
+row with a count), and a per-model table.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 from .errors import ReplayError
 from .pricing import nano_to_usd
+from .query import fold_repeats
 from .report import MODEL_SUMMARY_HEADERS
 from .windows import quantile_of_sorted
 
@@ -80,6 +82,18 @@ class _Decision:
     action: str
     transition: str
     reason: str
+    repeats: int = 0  # the still-active decisions folded into this one (see ``_fold``)
+    until: float = 0.0  # when the last of them was taken
+
+
+def _fold(decisions: Sequence[_Decision]) -> list[_Decision]:
+    """Each run of one policy's still-active decisions as its first, with a count (``fold_repeats``)."""
+    return [
+        replace(first, repeats=more, until=last.ts) if more else first
+        for first, more, last in fold_repeats(
+            decisions, lambda d: (d.policy, d.action) if d.transition == "active" else None
+        )
+    ]
 
 
 def write_html_report(
@@ -187,6 +201,7 @@ def _render(conn: sqlite3.Connection, run_id: str) -> str:
     duration = (last_ts - started) if started is not None and last_ts is not None else None
     title = run["name"] or run_id
     palette = _model_palette(calls)
+    shown = _fold(decisions)
 
     cards = [
         ("Spend", _usd(total_nano) + (f" <small>+{unknown} unpriced</small>" if unknown else "")),
@@ -223,11 +238,11 @@ def _render(conn: sqlite3.Connection, run_id: str) -> str:
         + "".join(f'<div class="card"><span>{k}</span><strong>{v}</strong></div>' for k, v in cards)
         + "</section>",
         '<section><h2>Timeline</h2><figure class="chart">',
-        _svg(calls, decisions, palette, started),
+        _svg(calls, shown, palette, started),
         "</figure>",
         _legend(palette, decisions),
         "</section>",
-        _decision_table(decisions, started),
+        _decision_table(shown, started),
         _model_table(models, palette),
         f"<footer>agentmeter {escape(__version__)} · one self-contained file: no scripts, "
         "nothing fetched · hover a marker or a point for details</footer>",
@@ -496,7 +511,7 @@ def _decision_table(decisions: Sequence[_Decision], started: float | None) -> st
             f"<tr><td class='num'>{d.step if d.step is not None else ''}</td><td class='num'>{escape(when)}</td>"
             f"<td class='policy'>{escape(d.policy)}</td><td><span class='pill' style='background:{color}'>"
             f"{escape(d.action)}</span></td><td>{escape(d.transition)}</td>"
-            f"<td class='reason'>{escape(d.reason)}</td></tr>"
+            f"<td class='reason'>{escape(d.reason)}{_more(d, started)}</td></tr>"
         )
     return (
         "<section><h2>Decisions</h2><table><thead><tr><th>step</th><th>at</th><th>policy</th>"
@@ -504,6 +519,13 @@ def _decision_table(decisions: Sequence[_Decision], started: float | None) -> st
         + "".join(rows)
         + "</tbody></table></section>"
     )
+
+
+def _more(d: _Decision, started: float | None) -> str:
+    if not d.repeats:
+        return ""
+    when = f"+{_duration(d.until - started)}" if started is not None else _utc(d.until)
+    return f" <small>(and {d.repeats:,} more like it until {escape(when)})</small>"
 
 
 def _model_table(models: Sequence[dict[str, Any]], palette: dict[str, str]) -> str:

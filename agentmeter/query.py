@@ -27,13 +27,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import AgentmeterError, ConfigError
 from .pricing import nano_to_usd
 from .usage import BUCKETS
 from .windows import quantile_of_sorted
+
+T = TypeVar("T")
 
 __all__ = [
     "CALL_EVENT_KEYS",
@@ -188,6 +190,26 @@ def exact_quantiles(values: Sequence[float], qs: Iterable[float] = QUANTILES) ->
             ranks.update((low, min(low + 1, n - 1)))
         ordered = np.partition(np.asarray(values, dtype=np.float64), sorted(ranks))
     return [_float(quantile_of_sorted(ordered, q)) for q in qs]
+
+
+def fold_repeats(events: Iterable[T], key: Callable[[T], Any]) -> list[tuple[T, int, T]]:
+    """Consecutive events of one key, each run as (its first, how many followed, its last).
+
+    ``key`` is None for an event that never folds. The timeline views fold a policy's
+    still-active decisions: an agent deciding again and again under a breached cap records one
+    each time, and thousands of identical rows say less than one row and a count.
+    """
+    folded: list[list[Any]] = []
+    last_key: Any = None
+    for event in events:
+        current = key(event)
+        if current is not None and folded and current == last_key:
+            folded[-1][1] += 1
+            folded[-1][2] = event
+        else:
+            folded.append([event, 0, event])
+        last_key = current
+    return [(first, more, last) for first, more, last in folded]
 
 
 def _float(value: Any) -> float | None:

@@ -13,6 +13,8 @@ import textwrap
 
 import numpy
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from click.testing import CliRunner
 
 import agentmeter
@@ -808,3 +810,17 @@ def test_show_folds_a_run_of_still_active_decisions_into_one_row(tmp_path):
     assert "slow" in out  # another policy's row is not folded into the pauses
     timeline = invoke_json("show", "p0000000000000001", "--db", db)["timeline"]
     assert sum(e["kind"] == "decision" for e in timeline) == 41
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([None, "a", "b"]), max_size=40))
+def test_fold_repeats_keeps_every_event_and_folds_only_equal_neighbours(keys):
+    events = list(enumerate(keys))
+    folded = query.fold_repeats(events, lambda e: e[1])
+    assert sum(more + 1 for _, more, _ in folded) == len(events)
+    assert [first for first, _, _ in folded] == [
+        e for i, e in enumerate(events) if i == 0 or e[1] is None or e[1] != events[i - 1][1]
+    ]
+    for first, more, last in folded:
+        assert last[0] - first[0] == more  # a run of neighbours, first to last
+        assert more == 0 or first[1] is not None

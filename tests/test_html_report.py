@@ -332,3 +332,25 @@ def test_chromium_renders_a_chart_that_is_not_blank(report, tmp_path):
 
     assert any(near(c, (0x2F, 0x6D, 0xB5)) for c in colors)  # the latency line's blue
     assert any(near(c, (0x2A, 0x8A, 0x3E)) for c in colors)  # the spend line's green
+
+
+def test_a_run_of_still_active_pauses_is_one_marker_and_row_with_a_count(tmp_path):
+    """Deciding again and again under a breached cap: the report folds the repeats, counts all."""
+    path = str(tmp_path / "paused.db")
+    policy = (
+        "version: 1\npricing:\n  test-model: {input: $1, output: $1}\npolicies:\n"
+        "  - name: pace\n    when: {metric: cost_usd, window: 1h, above: $0.001}\n"
+        "    then: [pause]\n"
+    )
+    clock = FakeClock(START)
+    with Meter(db=path, policies=policy, clock=clock) as meter, meter.run("paused") as run:
+        run.record(model="test-model", usage=Usage(input_tokens=5000), latency_ms=10)
+        for _ in range(30):
+            clock.advance(1.0)
+            assert run.decide("test-model").pause_s > 0
+    page = render_html_report(path, run.run_id)
+    assert "(and 28 more like it until +30s)" in page
+    parsed = Collector()
+    parsed.feed(page)
+    assert len(parsed.find("g", "decision-marker")) == 2  # the pause that fired, the first repeat
+    assert "<span>Decisions</span><strong>30</strong>" in page
