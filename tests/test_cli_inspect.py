@@ -13,9 +13,9 @@ import textwrap
 
 import numpy
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from click.testing import CliRunner
 
 import agentmeter
 from agentmeter import query
