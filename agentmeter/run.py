@@ -63,7 +63,9 @@ class Run:
         self.started_at = meter.clock.now()
         self.status = "running"
         self.step = 0
-        self.decisions: list[Decision] = []
+        # The most recent decisions in which a policy fired (the flight recorder keeps them all):
+        # a run that keeps deciding under a breached cap must not grow without bound.
+        self.decisions: deque[Decision] = deque(maxlen=1000)
         self._step_lock = threading.Lock()  # the step counter only: held for one addition
         self._local = threading.local()
         self._tally = RunTally()

@@ -137,3 +137,15 @@ def test_threads_sharing_a_long_run_record_every_call(clock):
         health = meter.health()
     assert failed == [] and health["internal_errors"] == 0
     assert run.stats().calls == 24_000
+
+
+def test_a_run_remembers_only_its_latest_fired_decisions_in_memory(clock):
+    """Deciding again and again under a breached cap keeps the last 1,000 decisions, not all."""
+    policy = "version: 1\npolicies:\n  - name: cap\n    when: {metric: cost_usd, window: 1h, above: $0.001}\n    then: [pause]\n"
+    with agentmeter.Meter(db=":memory:", clock=clock, pricing=PRICES, policies=policy) as meter:
+        run = meter.run("r")
+        run.record(model="m", usage=Usage(input_tokens=100_000), latency_ms=1)
+        for _ in range(1500):
+            clock.advance(0.5)
+            last = run.decide(model="m")
+    assert len(run.decisions) == 1000 and run.decisions[-1] is last and last.pause_s > 0
