@@ -1,6 +1,7 @@
 """Inspection commands: runs, show, report, tail, export.
 
-Each command parses its options, makes one call into ``agentmeter.query`` and prints the result:
+Each command parses its options, makes one call into ``agentmeter.query`` (``report``: into
+``agentmeter.report``) and prints the result:
 a table for people, ``--json`` (keys from ``query.*_KEYS``) for programs. Nothing here imports
 litellm.
 """
@@ -20,6 +21,7 @@ from typing import IO, Any
 import click
 
 from . import query
+from . import report as reports
 from .cli_common import db_option, open_readonly
 from .pricing import nano_to_usd
 from .report import format_usd
@@ -63,7 +65,7 @@ SHOW_EPILOG = (
     'JSON: {"run": RUN, "timeline": [EVENT, ...]}; RUN has the keys of `agentmeter runs --json`. '
     f"{_EVENTS} {_COSTS}"
 )
-REPORT_EPILOG = f"JSON: a list of groups with the keys {', '.join(query.REPORT_KEYS)}. {_COSTS}"
+REPORT_EPILOG = f"JSON: a list of groups with the keys {', '.join(reports.REPORT_KEYS)}. {_COSTS}"
 TAIL_EPILOG = f"With --json: one JSON object per line. {_EVENTS} {_COSTS}"
 
 
@@ -390,11 +392,11 @@ def register(cli: click.Group) -> None:
             click.echo(f"wrote the post-mortem of run {resolved} to {html_path}")
             return
         with _reading(db_path) as conn:
-            rows = query.report(conn, by=by, since_s=since, run_id=run_id)
+            rows = reports.report(conn, by=by, since_s=since, run_id=run_id)
         if as_json:
             _echo_json(rows)
         else:
-            total = {"group": "total", **query.report_total(rows)} if len(rows) > 1 else None
+            total = {"group": "total", **reports.report_total(rows)} if len(rows) > 1 else None
             _echo_table(
                 ((by, _field("group", _text)), *REPORT_COLUMNS),
                 rows,
@@ -404,7 +406,7 @@ def register(cli: click.Group) -> None:
             hits = sum(r["response_cache_hits"] for r in rows)
             signals = sum(r["feedback"] for r in rows)
             if hits or signals:
-                click.echo(query.report_extras(rows))
+                click.echo(reports.report_extras(rows))
 
     @cli.command(epilog=TAIL_EPILOG)
     @click.option(

@@ -31,7 +31,8 @@ from typing import Any
 
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import ConfigError
-from .query import _group_sql, _tag_text, exact_quantiles, jsonable
+from .query import _tag_text, exact_quantiles, jsonable
+from .report import _group_sql
 
 __all__ = ["COMPARE_BY", "ArmStats", "CompareResult", "Comparison", "compare"]
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import agentmeter
 from agentmeter import query
+from agentmeter import report as reports
 from agentmeter.cli import cli
 from agentmeter.clock import FakeClock
 from agentmeter.pricing import PriceTable
@@ -403,7 +404,7 @@ def test_report_by_model_is_exact(recorded):
     rows = {r["group"]: r for r in invoke_json("report", "--db", recorded.db)}
     assert list(rows) == ["test-big", "test-small", "mystery-model"]  # by cost, highest first
     big = rows["test-big"]
-    assert tuple(big) == query.REPORT_KEYS
+    assert tuple(big) == reports.REPORT_KEYS
     assert big["cost_nano_usd"] == sum(r.cost_nano_usd for r in priced(recorded.records["alpha"]))
     assert (big["calls"], big["errors"], big["error_rate"]) == (13, 1, 1 / 13)
     assert big["unknown_cost_calls"] == 0  # the failed call has no usage: nothing was billed
@@ -464,7 +465,7 @@ def test_report_of_one_run_and_of_a_window(recorded):
     assert [(r["group"], r["calls"]) for r in rows] == [("test-small", 5)]
     assert rows[0]["p50_latency_ms"] == 410.5
     conn = sqlite3.connect(recorded.db)
-    recent = query.report(conn, since_s=60, now=START + 3870)  # beta's last 3 calls
+    recent = reports.report(conn, since_s=60, now=START + 3870)  # beta's last 3 calls
     assert [(r["group"], r["calls"]) for r in recent] == [("test-small", 3)]
     conn.close()
 
@@ -751,7 +752,7 @@ def test_inspection_commands_do_not_import_litellm(recorded):
     ("command", "keys"),
     [
         ("runs", query.RUN_KEYS),
-        ("report", query.REPORT_KEYS),
+        ("report", reports.REPORT_KEYS),
         ("show", query.CALL_EVENT_KEYS),
         ("tail", query.DECISION_EVENT_KEYS),
     ],

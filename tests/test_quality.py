@@ -190,7 +190,7 @@ def test_a_silent_model_version_change_is_caught(clock):
 
 
 def test_report_by_model_version(tmp_path, clock):
-    from agentmeter import query
+    from agentmeter import report as reports
 
     db = str(tmp_path / "v.db")
     with agentmeter.Meter(db=db, clock=clock) as meter:
@@ -204,7 +204,9 @@ def test_report_by_model_version(tmp_path, clock):
                 },
                 latency_ms=1,
             )
-    groups = {g["group"]: g["calls"] for g in query.report(sqlite3.connect(db), by="model_version")}
+    groups = {
+        g["group"]: g["calls"] for g in reports.report(sqlite3.connect(db), by="model_version")
+    }
     assert groups == {"gpt-4o-2024-08-06": 2, "gpt-4o-2024-11-20": 1}
 
 
@@ -295,7 +297,7 @@ def test_prune_removes_cached_responses_but_not_telemetry(db_path, clock):
 
 
 def test_report_shows_cache_savings_and_feedback(db_path, clock):
-    from agentmeter import query
+    from agentmeter import report as reports
 
     sim = provider(clock)
     with agentmeter.Meter(
@@ -307,14 +309,14 @@ def test_report_shows_cache_savings_and_feedback(db_path, clock):
         run.completion(model="gpt-4o", messages=MESSAGES)
         run.feedback(1, kind="rating", call=1)
         run.end()
-    (group,) = query.report(sqlite3.connect(db_path), by="model")
+    (group,) = reports.report(sqlite3.connect(db_path), by="model")
     conn = sqlite3.connect(db_path)
     (first_cost,) = conn.execute(
         "select cost_nano_usd from agentmeter_calls where step = 1"
     ).fetchone()
     assert (group["response_cache_hits"], group["saved_nano_usd"]) == (1, first_cost)
     assert (group["feedback"], group["negative_feedback"]) == (1, 1)
-    assert query.report_extras([group]).startswith("response cache: 1 of 2 calls (50%), saved $")
+    assert reports.report_extras([group]).startswith("response cache: 1 of 2 calls (50%), saved $")
 
 
 def test_streamed_requests_are_served_from_the_cache_as_streams(db_path, clock):

@@ -49,13 +49,14 @@ def test_eight_processes_of_four_threads_lose_nothing(tmp_path):
         from click.testing import CliRunner
 
         from agentmeter import query
+        from agentmeter import report as reports
         from agentmeter.cli import cli
 
         conn = sqlite3.connect(db, timeout=5.0)
         following = query.tail(lambda: sqlite3.connect(db, timeout=5.0), poll_s=0, stop=stop.is_set)
         while not stop.is_set():
             try:
-                groups = query.report(conn, by="model")
+                groups = reports.report(conn, by="model")
                 reads.append(sum(g["calls"] for g in groups))
                 tailed.extend(itertools.islice(following, 50))
             except Exception as exc:  # pragma: no cover - reported below

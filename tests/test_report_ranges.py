@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentmeter import query
+from agentmeter import report as reports
 from agentmeter.migrations import migrate
 from agentmeter.usage import BUCKETS
 from agentmeter.windows import quantile_of_sorted
@@ -62,14 +62,14 @@ def write_calls(path: Path, rows: list[dict]) -> None:
 
 
 def report(path: Path, by: str, *, readers: int) -> list[dict]:
-    """``query.report`` on a read-only connection, read in ``readers`` ranges (1: one pass)."""
+    """``reports.report`` on a read-only connection, read in ``readers`` ranges (1: one pass)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         with (
-            mock.patch.object(query, "_SPLIT_FROM", 1 if readers > 1 else 10**12),
-            mock.patch.object(query.os, "cpu_count", return_value=readers),
+            mock.patch.object(reports, "_SPLIT_FROM", 1 if readers > 1 else 10**12),
+            mock.patch.object(reports.os, "cpu_count", return_value=readers),
         ):
-            return query.report(conn, by=by)
+            return reports.report(conn, by=by)
     finally:
         conn.close()
 
@@ -120,11 +120,11 @@ def test_a_range_whose_connection_fails_is_read_on_the_callers(tmp_path):
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         with (
-            mock.patch.object(query, "_SPLIT_FROM", 1),
-            mock.patch.object(query.os, "cpu_count", return_value=2),
-            mock.patch.object(query.sqlite3, "connect", side_effect=sqlite3.OperationalError),
+            mock.patch.object(reports, "_SPLIT_FROM", 1),
+            mock.patch.object(reports.os, "cpu_count", return_value=2),
+            mock.patch.object(reports.sqlite3, "connect", side_effect=sqlite3.OperationalError),
         ):
-            ranged = query.report(conn, by="model")
+            ranged = reports.report(conn, by="model")
     finally:
         conn.close()
     assert ranged == report(path, "model", readers=1)
