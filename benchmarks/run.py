@@ -490,19 +490,19 @@ def bench_record(cfg: Config, res: Results) -> None:
     res.ref("`queue.SimpleQueue.put` (loop included)", f"{median(put_samples):.3f} us", "0.06 us")
 
 
-def profile_record(cfg: Config) -> str:
-    """cProfile of 20,000 ``run.record`` calls (default policies, file DB)."""
+def profile_record(cfg: Config, calls: int = 20_000, limit: int = 14) -> str:
+    """cProfile of ``calls`` ``run.record`` calls (default policies, file DB)."""
     import agentmeter
 
-    meter = agentmeter.Meter(db=fresh_db(cfg, "profile-record.db"), policies="default")
+    meter = agentmeter.Meter(db=fresh_db(cfg, f"profile-record-{calls}.db"), policies="default")
     run = meter.run("profile-record", tags={"tenant": "acme"})
     usage = agentmeter.Usage(**GPT4O_USAGE)
 
     def loop() -> None:
-        for _ in range(20_000):
+        for _ in range(calls):
             run.record(model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0)
 
-    text = profile_top(loop)
+    text = profile_top(loop, limit=limit)
     meter.close()
     return text
 
@@ -634,19 +634,9 @@ def bench_throughput(cfg: Config, res: Results) -> None:
 
 def profile_throughput(cfg: Config) -> str:
     """Profile of the recording threads' side (cProfile sees the calling thread only) and of the writer's."""
-    import agentmeter
     from agentmeter.recorder import Recorder
 
-    meter = agentmeter.Meter(db=fresh_db(cfg, "profile-tp.db"), policies="default")
-    run = meter.run("profile-tp", tags={"tenant": "acme"})
-    usage = agentmeter.Usage(**GPT4O_USAGE)
-
-    def produce() -> None:
-        for _ in range(50_000):
-            run.record(model="gpt-4o", usage=usage, latency_ms=812.0, ttft_ms=300.0)
-
-    agent_side = profile_top(produce, limit=10)
-    meter.close()
+    agent_side = profile_record(cfg, calls=50_000, limit=10)
     # The writer's side: the recorder's commit of the same rows, on this thread.
     from agentmeter.migrations import migrate
     from agentmeter.recorder import connect
