@@ -26,6 +26,7 @@ from .call import (
     prompt_upper_bound,
 )
 from .decision import UNRECORDED_ACTIVE, Decision, Fired
+from .deferred import Deferred
 from .errors import BudgetExceeded, PauseRequested
 from .ledger import reserve_shared
 from .meter import samples
@@ -69,9 +70,10 @@ class Run:
         self._step_lock = threading.Lock()  # the step counter only: held for one addition
         self._local = threading.local()
         self._tally = RunTally()
-        # Calls not yet added to the tally (see ``_count``), and the lock of whoever adds them.
-        self._untallied: deque[tuple[Any, ...]] = deque()
-        self._tally_lock = threading.Lock()
+        # Calls join the tally without waiting for its lock (``deferred.Deferred``): threads
+        # recording into one run (parallel tool calls) would otherwise queue on it at every call.
+        self._untallied: Deferred[tuple[Any, ...]] = Deferred(lambda call: self._tally.add(*call))
+        self._tally_lock = self._untallied.lock
         self.ended_at: float | None = None
         self.last_record: CallRecord | None = None
         self._models: dict[int, str | None] = {}
@@ -250,7 +252,7 @@ class Run:
         with self._step_lock:
             self.step += 1
             step = self.step
-        self._count(
+        self._untallied.add(
             (
                 now,
                 cost,
@@ -731,42 +733,21 @@ class Run:
     def spent(self) -> Decimal:
         """Exact USD spent by this run's priced calls so far."""
         with self._tally_lock:
-            self._add_untallied()
+            self._untallied.flush()
             return nano_to_usd(self._tally.spent_nano)
 
     @property
     def unknown_cost_calls(self) -> int:
         """How many of this run's successful calls have an unknown cost (not in ``spent``)."""
         with self._tally_lock:
-            self._add_untallied()
+            self._untallied.flush()
             return self._tally.unknown_cost
 
     def stats(self) -> RunStats:
         """Spend so far and over the last 10 minutes and hour, latency, cache hits, what fired."""
         with self._tally_lock:
-            self._add_untallied()
+            self._untallied.flush()
             return self._tally.snapshot(self.meter.clock.now())
-
-    def _count(self, call: tuple[Any, ...]) -> None:
-        """Add a call to the tally without waiting for a thread that holds the tally's lock.
-
-        Threads recording into one run (parallel tool calls) would otherwise queue on the lock
-        at every call, and under the GIL each wait costs a hand-over of the interpreter. The call
-        joins a queue; the next thread to take the lock adds it (every reader does so first).
-        Past 1,024 queued calls a recorder waits for the lock, so the queue stays bounded.
-        """
-        untallied = self._untallied
-        untallied.append(call)
-        if self._tally_lock.acquire(len(untallied) > 1024):
-            try:
-                self._add_untallied()
-            finally:
-                self._tally_lock.release()
-
-    def _add_untallied(self) -> None:
-        untallied, add = self._untallied, self._tally.add
-        while untallied:
-            add(*untallied.popleft())
 
     def summary_for_prompt(self) -> str:
         """A short text about this run's own efficiency, for the agent's reflection step."""

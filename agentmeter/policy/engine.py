@@ -7,13 +7,12 @@ clock gives the same decisions as the live run.
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..decision import Compact, Decision, Fired
+from ..deferred import Deferred
 from ..windows import QUANTILES, Window, WindowSpec
 from .compiled import (
     Cond,
@@ -97,9 +96,6 @@ class _Bound:
 # Samples that are keys (hashes, names), counted rather than summed.
 KEYED_SAMPLES = frozenset({"prompt_hash", "model_version"})
 
-# Past this many queued observations a recording thread waits for the lock and feeds them.
-_MAX_PENDING = 1024
-
 
 def _features(stat: str, metric: str) -> str:
     if METRICS[metric].sample in KEYED_SAMPLES:
@@ -118,9 +114,12 @@ class Engine:
         self.policies = policies
         self.rules = policies.policies
         self.ladder = policies.ladder
-        self._lock = threading.Lock()
-        # Observations not yet fed to the windows (see ``observe``): (observation, reservation, kinds)
-        self._pending: deque[tuple[Observation, Reservation | None, Iterable[str] | None]] = deque()
+        # Observations are fed to the windows under the engine's lock by whoever holds it
+        # (see ``observe``); ``_lock`` is that lock, taken by decide and every reader.
+        self._pending: Deferred[tuple[Observation, Reservation | None, Iterable[str] | None]] = (
+            Deferred(self._feed)
+        )
+        self._lock = self._pending.lock
         # scope kind -> {(sample, spec): set of features}
         self._layout: dict[str, dict[tuple[str, WindowSpec], set[str]]] = {}
         for rule in self.rules:
@@ -190,44 +189,31 @@ class Engine:
     ) -> None:
         """Add one finished call to every window of its scopes; release its reservation.
 
-        Recording threads must not queue up on the engine's lock (under the GIL, a thread that
-        blocks on a lock waits for the interpreter again after it: a convoy at every call). So the
-        observation joins a queue, and whoever holds the lock applies the queue: this call when
-        the lock is free, otherwise the holder's next step. ``decide`` and every reader apply it
-        first, so nothing reads a window that misses a recorded call.
+        Never waits for the engine's lock (``deferred.Deferred``): the observation is queued and
+        fed by whoever holds the lock; ``decide`` and every reader feed the queue first.
         """
-        pending = self._pending
-        pending.append((obs, reservation, kinds))
-        # Block only when the queue grows long (nobody decides and the lock is always taken).
-        if self._lock.acquire(len(pending) > _MAX_PENDING):
-            try:
-                self._apply_pending()
-            finally:
-                self._lock.release()
+        self._pending.add((obs, reservation, kinds))
 
-    def _apply_pending(self) -> None:
-        """Feed the queued observations, in order (the caller holds the lock)."""
-        pending = self._pending
-        while pending:
-            obs, reservation, kinds = pending.popleft()
-            if reservation is not None:
-                for window, amount in reservation.held:
-                    window.reserved -= amount
-                reservation.held.clear()
-            samples = obs.samples
-            ts = obs.ts
-            if kinds is None:
-                feeds = self._all_feeds(obs)
-            else:
-                feeds = []
-                for kind in kinds:
-                    key = _scope_value(kind, obs.run_id, obs.model, obs.tags)
-                    if key is not None:
-                        feeds += self._feeds_for(kind, key)
-            for sample, add in feeds:
-                value = samples.get(sample)
-                if value is not None:
-                    add(ts, value)
+    def _feed(self, item: tuple[Observation, Reservation | None, Iterable[str] | None]) -> None:
+        obs, reservation, kinds = item
+        if reservation is not None:
+            for window, amount in reservation.held:
+                window.reserved -= amount
+            reservation.held.clear()
+        samples = obs.samples
+        ts = obs.ts
+        if kinds is None:
+            feeds = self._all_feeds(obs)
+        else:
+            feeds = []
+            for kind in kinds:
+                key = _scope_value(kind, obs.run_id, obs.model, obs.tags)
+                if key is not None:
+                    feeds += self._feeds_for(kind, key)
+        for sample, add in feeds:
+            value = samples.get(sample)
+            if value is not None:
+                add(ts, value)
 
     def _feeds_for(self, kind: str, key: Any) -> list[tuple[str, Callable[[float, Any], None]]]:
         feeds = self._feeds.get((kind, key))
@@ -262,7 +248,7 @@ class Engine:
         if reservation is None:
             return
         with self._lock:
-            self._apply_pending()
+            self._pending.flush()
             for window, amount in reservation.held:
                 window.reserved -= amount
             reservation.held.clear()
@@ -270,7 +256,7 @@ class Engine:
     def end_run(self, run_id: str) -> None:
         """Forget a finished run's windows and rule states."""
         with self._lock:
-            self._apply_pending()
+            self._pending.flush()
             if "run" in self._windows:
                 self._windows["run"].pop(run_id, None)
                 self._feeds.pop(("run", run_id), None)
@@ -314,7 +300,7 @@ class Engine:
         compact: Compact | None = None
         caps: list[tuple[Rule, Probe]] = []
         with self._lock:
-            self._apply_pending()
+            self._pending.flush()
             for b in self._plan(run_id, model, tags):
                 r = b.r
                 probe = b.probe
@@ -475,7 +461,7 @@ class Engine:
         if key is None:
             return None
         with self._lock:
-            self._apply_pending()
+            self._pending.flush()
             return cond.display(read_probe(self._probe(cond, key), now, prompt_tokens))
 
     def cap_room(
@@ -485,7 +471,7 @@ class Engine:
         room: float | None = None
         keys = {"run": run_id, "all": "", "model": model}
         with self._lock:
-            self._apply_pending()
+            self._pending.flush()
             for r in self._compiled:
                 for cond in r.hard_caps_conds:
                     key = _key(cond.t.scope, keys, tags)
