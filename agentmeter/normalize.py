@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from agentmeter._adapters import FAMILIES, HINT_FAMILY, Accumulator
-from agentmeter._adapters._common import first, from_litellm, get
+from agentmeter._adapters._common import first, from_litellm, get, plain
 from agentmeter._adapters.openai import parse_usage
 from agentmeter.usage import Usage
 
@@ -143,7 +143,15 @@ def _litellm_response(payload: Any) -> Usage | None:
     usage = get(payload, "usage")
     if usage is None or get(payload, "type") is not None or get(payload, "data") is not None:
         return _normalize(payload, None, None)
-    return parse_usage(usage, "litellm")
+    return parse_usage(plain(usage, _USAGE_DETAILS), "litellm", raw=usage)
+
+
+# The nested objects of a litellm usage that the chat parser reads fields of.
+_USAGE_DETAILS = (
+    "prompt_tokens_details",
+    "completion_tokens_details",
+    "cache_creation_token_details",
+)
 
 
 def detect_provider_family(chunk: Any) -> str | None:

@@ -537,6 +537,41 @@ def test_litellm_response_fast_path_matches_general_path(
     assert (fast.raw if fast else None) == (general.raw if general else None)
 
 
+def test_plain_reads_a_model_as_a_dict_only_when_it_computes_nothing():
+    import pydantic
+
+    from agentmeter._adapters._common import get, plain
+
+    class Details(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow")
+        cached_tokens: int | None = None
+
+    class Flat(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow")
+        prompt_tokens: int
+        prompt_tokens_details: Details | None = None
+
+    class Computed(Flat):
+        @property
+        def cache_read_input_tokens(self) -> int:
+            return 7
+
+    flat = Flat(
+        prompt_tokens=3, prompt_tokens_details=Details(cached_tokens=1, odd=2), extra_field=5
+    )
+    view = plain(flat, ("prompt_tokens_details",))
+    assert view == {
+        "prompt_tokens": 3,
+        "prompt_tokens_details": {"cached_tokens": 1, "odd": 2},
+        "extra_field": 5,
+    }
+    for key in ("prompt_tokens", "extra_field", "absent"):
+        assert get(view, key) == get(flat, key)
+    computed = Computed(prompt_tokens=3)
+    assert plain(computed) is computed  # a dict would lose the computed field
+    assert get(computed, "cache_read_input_tokens") == 7
+
+
 @pytest.mark.filterwarnings(_LITELLM_PYDANTIC_WARNING)
 def test_litellm_stream_usage_on_last_chunk(litellm: Any) -> None:
     stream = litellm.completion(
