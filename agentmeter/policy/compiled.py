@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..decision import Fired
+from ..decision import Fired, new_fired
 from ..windows import Window, WindowSpec
 from .format import format_value
 from .metrics import METRICS
@@ -166,28 +166,36 @@ def fired_for(
     transition: str,
     pause_s: float | None = None,
 ) -> Fired:
-    """What a rule did; the probe's last one is reused while its value and pause are the same."""
-    cond = probe.cond
-    value = cond.display(raw)
+    """What a rule did; the probe's last one is reused while its value and pause are the same.
+
+    Rules in force fire on every decide, mostly with the value they had (a cap's spend between two
+    calls), so the cache is checked on the stored value before anything is converted or built.
+    """
     last = probe.fired.get((action, transition))
-    if last is not None and _same(last[0], value) and _same(last[1], pause_s):
-        return last[2]
+    if last is not None:
+        last_raw, last_pause, fired = last
+        if _same(last_raw, raw) and (
+            last_pause is None if pause_s is None else _same(last_pause, pause_s)
+        ):
+            return fired  # type: ignore[no-any-return]
+    cond = probe.cond
     t = cond.t
-    fired = Fired(
-        policy=r.rule.name,
-        metric=t.metric,
-        stat=t.stat,
-        value=value,
-        threshold=t.threshold,
-        action=action,
-        scope=probe.scope,
-        transition=transition,
-        window=cond.window_text,
-        above=t.above,
-        warn_at=r.rule.warn_at,
-        detail={} if pause_s is None else {"pause_s": pause_s},
+    fired = new_fired(
+        r.rule.name,
+        t.metric,
+        t.stat,
+        cond.display(raw),
+        t.threshold,
+        action,
+        probe.scope,
+        transition,
+        cond.window_text,
+        t.above,
+        "",
+        r.rule.warn_at,
+        {} if pause_s is None else {"pause_s": pause_s},
     )
-    probe.fired[(action, transition)] = (value, pause_s, fired)
+    probe.fired[(action, transition)] = (raw, pause_s, fired)
     return fired
 
 
@@ -212,18 +220,20 @@ def cap_fired(
     if action == "pause":
         note += f" -> pause {pause_s:.1f}s"
         detail["pause_s"] = pause_s
-    fired = Fired(
-        policy=r.rule.name,
-        metric=t.metric,
-        stat=t.stat,
-        value=(spent + reserved + reserve) * cond.scale,
-        threshold=t.threshold,
-        action=action,
-        scope=probe.scope,
-        transition="fire",
-        window=cond.window_text,
-        note=note,
-        detail=detail,
+    fired = new_fired(
+        r.rule.name,
+        t.metric,
+        t.stat,
+        (spent + reserved + reserve) * cond.scale,
+        t.threshold,
+        action,
+        probe.scope,
+        "fire",
+        cond.window_text,
+        True,
+        note,
+        None,
+        detail,
     )
     probe.fired[("cap", action)] = (*inputs, fired)
     return fired

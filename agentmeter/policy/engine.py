@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..decision import Compact, Decision, Fired
+from ..decision import Compact, Decision, Fired, new_decision
 from ..deferred import Deferred
 from ..windows import QUANTILES, Window, WindowSpec
 from .compiled import (
@@ -428,17 +428,17 @@ class Engine:
                     reservation = Reservation(held=held, nano_usd=reserve)
 
         paused = pause_s > 0 and not halt
-        decision = Decision(
-            model=chosen,
-            requested_model=model,
-            compact=compact,
-            pause_s=pause_s if paused else 0.0,
-            resume_at=now + pause_s if paused else None,
-            halt=halt,
-            stream=False if no_stream else None,
-            fired=tuple(fired),
-            step=step,
-            reserved_nano_usd=reservation.nano_usd if reservation else 0,
+        decision = new_decision(
+            chosen,
+            model,
+            compact,
+            pause_s if paused else 0.0,
+            now + pause_s if paused else None,
+            halt,
+            False if no_stream else None,
+            tuple(fired),
+            step,
+            reservation.nano_usd if reservation else 0,
         )
         return decision, reservation
 
