@@ -73,7 +73,7 @@ class Fired:
                 f"({self.scope}) -> warn"
             )
         action = self.action
-        if action == "pause" and isinstance(self.detail.get("pause_s"), int | float):
+        if action == "pause" and isinstance(self.detail.get("pause_s"), _NUMBER):
             action = f"pause {self.detail['pause_s']:.1f}s"
         return f"{self._breach()} -> {action}"
 
@@ -115,6 +115,9 @@ class Fired:
             _BREACHES[key] = text
         return text
 
+
+# What a pause's wait must be to be shown (``int | float`` would build a union at every reason).
+_NUMBER = (int, float)
 
 # (policy, metric, stat, window, scope, above, value, threshold) -> the breach text of a reason
 _BREACHES: dict[tuple[Any, ...], str] = {}
@@ -164,13 +167,13 @@ class Decision:
 # and a new ``Fired`` whenever a firing rule's value or wait changes (a budget pause in force: on
 # every decide), so it builds them here instead: the object is allocated and each slot is stored
 # through its member descriptor, positionally, in field order. The result is the same object the
-# dataclass would build (same fields, equality, hash, repr, immutability); ``_setters`` checks at
+# dataclass would build (same fields, equality, hash, repr, immutability); ``slot_setters`` checks at
 # import that the field lists below are the classes' own, so a new field cannot be missed.
 
 _new = object.__new__
 
 
-def _setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[Any, Any], None], ...]:
+def slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[Any, Any], None], ...]:
     """Each named slot's setter; the names must be every field of ``cls``, in order."""
     declared = tuple(f.name for f in fields(cls))
     if names != declared:
@@ -191,7 +194,7 @@ def _setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[Any, Any], No
     _d_fired,
     _d_step,
     _d_reserved,
-) = _setters(
+) = slot_setters(
     Decision,
     (
         "model",
@@ -250,7 +253,7 @@ def new_decision(
     _f_warn_at,
     _f_detail,
     _f_reason,
-) = _setters(
+) = slot_setters(
     Fired,
     (
         "policy",

@@ -397,12 +397,16 @@ class Window:
         the leaving time found is kept as an absolute time with the version, reservations and
         level it was found for, so then only the wait from ``now`` is computed.
         """
-        self.expire(now)
+        seconds = self.seconds
+        if seconds is None:
+            excess = self.total + self.reserved - level
+            return 0.0 if excess <= 0 else None
+        ts, head = self._ts, self._head
+        if not (head < len(ts) and ts[head] + seconds > now):
+            self.expire(now)
         excess = self.total + self.reserved - level
         if excess <= 0:
             return 0.0
-        if self.seconds is None:
-            return None
         cached = self._resume
         if (
             cached is not None
@@ -415,7 +419,7 @@ class Window:
             # Dropping samples head..i removes _cum[i] - _dropped_sum; find the first i that
             # covers it.
             i = bisect_left(self._cum, self._dropped_sum + excess, self._head)
-            resume = self._ts[i] + self.seconds if i < len(self._ts) else None
+            resume = self._ts[i] + seconds if i < len(self._ts) else None
             self._resume = (self._version, self.reserved, level, resume)
         if resume is None:
             return None

@@ -79,6 +79,7 @@ class Cond:
     above: bool
     limit: float  # the threshold in the stored unit
     window_text: str  # how the window reads in reasons: "10m", "last 20 calls", "the next call"
+    sum_above: bool = False  # ``stat: sum`` with ``above``: a budget (a pause can wait it out)
     slot: int = -1  # numbers the engine's conditions (probes are cached per slot and scope key)
 
     @classmethod
@@ -94,7 +95,8 @@ class Cond:
         key = (metric.sample, t.spec or WindowSpec(count=1))  # specless conditions read no window
         ratio = t.metric == "cache_hit_ratio"
         nxt = t.stat == "next"
-        return cls(t, key, scale, ratio, recover, nxt, t.above, t.raw, window_text(t))
+        sum_above = t.stat == "sum" and t.above
+        return cls(t, key, scale, ratio, recover, nxt, t.above, t.raw, window_text(t), sum_above)
 
     def judge(self, raw: float | None) -> tuple[bool, bool]:
         """(breached, recovered) for a measured value; an unknown value is neither."""

@@ -389,7 +389,19 @@ class Engine:
                         if compact is None or target < compact.target_tokens:
                             compact = Compact(target_tokens=target, prompt_tokens=prompt_tokens)
                     elif kind == "pause":
-                        wait = self._pause_for(action.pause_s, probe, now, state, transition, rule)
+                        window = probe.window
+                        if action.pause_s is None and cond.sum_above and window is not None:
+                            # A budget pause (``_pause_for``'s first case, inlined: it fires on
+                            # every decide while the budget is spent): until the sum is back.
+                            wait = window.time_until_at_most(cond.limit, now)
+                            if wait is None:
+                                wait = self._pause_for(None, probe, now, state, transition, rule)
+                            elif wait <= 0:
+                                continue
+                        else:
+                            wait = self._pause_for(
+                                action.pause_s, probe, now, state, transition, rule
+                            )
                         if wait is None:
                             continue
                         pause_s = max(pause_s, wait)
@@ -502,7 +514,11 @@ class Engine:
         run go when the run ends (its windows and states go then too).
         """
         names = self._tag_names
-        context = (model, *[_tag_key(tags, name) for name in names]) if names else (model,)
+        if names:
+            get = tags.get  # ``_tag_key`` inlined: this runs on every decide
+            context = (model, *[None if (v := get(name)) is None else str(v) for name in names])
+        else:
+            context = (model,)
         plans = self._plans.get(run_id)
         if plans is None:
             plans = self._plans[run_id] = {}
