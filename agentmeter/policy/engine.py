@@ -91,6 +91,13 @@ class _Bound:
     state: RuleState | None
     probes: tuple[Probe, ...]
     quiet: bool
+    # The single condition's reader and levels, copied here so that a rule with nothing to do
+    # costs ``decide`` one read and one comparison (most rules, on most decides).
+    read: Callable[[float], float | None] | None = None
+    next: bool = False
+    above: bool = True
+    limit: float = 0.0
+    recover_raw: float = 0.0
 
 
 # Samples that are keys (hashes, names), counted rather than summed.
@@ -302,34 +309,41 @@ class Engine:
         with self._lock:
             self._pending.flush()
             for b in self._plan(run_id, model, tags):
-                r = b.r
                 probe = b.probe
                 if probe is not None:
-                    # One condition (the common case): Cond.judge inlined, no tuple per rule.
-                    cond = probe.cond
-                    read = probe.read
+                    # One condition (the common case): Cond.judge inlined, no tuple per rule, and
+                    # a quiet rule neither breached nor active left before anything else is read.
+                    read = b.read
                     if read is not None:
                         raw = read(now)
-                    elif cond.next and prompt_tokens is not None:
+                    elif b.next and prompt_tokens is not None:
                         raw = float(prompt_tokens)
                     else:
                         raw = None
-                    if raw is None:
-                        breached, recovered = False, True
-                    elif cond.above:
-                        breached, recovered = raw > cond.limit, raw <= cond.recover_raw
-                    else:
-                        breached, recovered = raw < cond.limit, raw >= cond.recover_raw
                     state = b.state
                     assert state is not None
-                    if b.quiet and not breached and not state.active:
-                        continue
+                    if raw is None:
+                        if b.quiet and not state.active:
+                            continue
+                        breached, recovered = False, True
+                    elif b.above:
+                        breached = raw > b.limit
+                        if not breached and b.quiet and not state.active:
+                            continue
+                        recovered = raw <= b.recover_raw
+                    else:
+                        breached = raw < b.limit
+                        if not breached and b.quiet and not state.active:
+                            continue
+                        recovered = raw >= b.recover_raw
+                    cond = probe.cond
                 else:
                     outcome = self._evaluate(b, now, prompt_tokens, run_id)
                     if outcome is None:
                         continue
                     breached, recovered, probe, raw, state = outcome
                     cond = probe.cond
+                r = b.r
                 if r.hard_cap:
                     caps.append((r, probe))
                 rule = r.rule
@@ -547,7 +561,20 @@ class Engine:
                 continue
             probe = self._probe(cond, key)
             quiet = not r.hard_cap and r.rule.warn_at is None
-            plan.append(_Bound(r, probe, self._state(r, probe, run_id), (), quiet))
+            plan.append(
+                _Bound(
+                    r,
+                    probe,
+                    self._state(r, probe, run_id),
+                    (),
+                    quiet,
+                    probe.read,
+                    cond.next,
+                    cond.above,
+                    cond.limit,
+                    cond.recover_raw,
+                )
+            )
         return plan
 
     def _probe(self, cond: Cond, key: Any) -> Probe:
