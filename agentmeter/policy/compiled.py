@@ -176,8 +176,12 @@ def fired_for(
     last = probe.fired.get((action, transition))
     if last is not None:
         last_raw, last_pause, fired = last
-        if _same(last_raw, raw) and (
-            last_pause is None if pause_s is None else _same(last_pause, pause_s)
+        # ``_same`` inlined (this runs for every rule in force on every decide).
+        if (
+            last_raw == raw
+            and type(last_raw) is type(raw)
+            and (raw or str(raw) == str(last_raw))
+            and (last_pause is None if pause_s is None else _same(last_pause, pause_s))
         ):
             return fired  # type: ignore[no-any-return]
     cond = probe.cond
