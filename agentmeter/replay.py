@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from .decision import UNRECORDED_ACTIVE, Decision, slot_setters
@@ -44,6 +43,7 @@ from .errors import ConfigError, ReplayError
 from .policy.engine import Engine, Observation, Reservation
 from .policy.spec import PolicySet, load_policies
 from .pricing import PriceTable, cost_nano_usd, nano_to_usd
+from .replay_inputs import load_pricing, open_db, price_table
 from .usage import Usage
 
 __all__ = [
@@ -214,65 +214,6 @@ class ReplayResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Inputs
-
-
-def open_db(
-    conn_or_path: sqlite3.Connection | str | os.PathLike[str],
-) -> tuple[sqlite3.Connection, bool]:
-    """``(connection, opened_here)``: a path is opened read-only; a connection is used as given."""
-    if isinstance(conn_or_path, sqlite3.Connection):
-        return conn_or_path, False
-    path = os.fspath(conn_or_path)
-    if not os.path.exists(path):
-        raise ReplayError(f"no flight recorder at {path}")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
-    try:
-        conn.execute("SELECT 1 FROM agentmeter_calls LIMIT 1")
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise ReplayError(f"{path} is not an agentmeter flight recorder ({exc})") from None
-    return conn, True
-
-
-def load_pricing(
-    pricing: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str],
-) -> dict[str, Mapping[str, Any]]:
-    """Price overrides (USD per million tokens) from a mapping or a YAML file's ``pricing:`` mapping."""
-    if isinstance(pricing, Mapping):
-        return dict(pricing)
-    path = Path(pricing)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such pricing file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the pricing file: {exc.strerror}") from None
-    import yaml
-
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    table = document.get("pricing") if isinstance(document, Mapping) else None
-    if not isinstance(table, Mapping):
-        raise ConfigError(
-            f"{path}: a pricing file is a mapping with a 'pricing:' section, e.g. "
-            'pricing: {gpt-4o: {input: "$2.50", output: "$10"}} (USD per million tokens)'
-        )
-    return dict(table)
-
-
-def _price_table(policy_set: PolicySet, pricing: Any) -> PriceTable:
-    overrides: dict[str, Mapping[str, Any]] = dict(policy_set.pricing)
-    if isinstance(pricing, PriceTable):
-        return pricing.with_overrides(overrides) if overrides else pricing
-    if pricing is not None:
-        overrides.update(load_pricing(pricing))
-    return PriceTable(overrides=overrides) if overrides else PriceTable.default()
-
-
-# --------------------------------------------------------------------------------------------
 # Recorded decisions
 
 
@@ -389,7 +330,7 @@ def replay(
     policy_set = load_policies(policies)  # type: ignore[arg-type]
     if policy_set is None:
         raise ConfigError("replay needs a policy set: a file path, a built-in name or YAML text")
-    prices = _price_table(policy_set, pricing)
+    prices = price_table(policy_set, pricing)
     conn, opened = open_db(conn_or_path)
     try:
         with _cyclic_gc_paused():
