@@ -27,13 +27,11 @@ decisions exactly (compared on step, policy, action and transition) and the reco
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import sqlite3
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -333,34 +331,10 @@ def replay(
     prices = price_table(policy_set, pricing)
     conn, opened = open_db(conn_or_path)
     try:
-        with _cyclic_gc_paused():
-            replayer = _Replayer(conn, run_id, policy_set, prices, reprice_all=pricing is not None)
-            return replayer.run()
+        return _Replayer(conn, run_id, policy_set, prices, reprice_all=pricing is not None).run()
     finally:
         if opened:
             conn.close()
-
-
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for the duration of a replay (if it was running).
-
-    A replay allocates a few objects per call (rows, observations, decisions) and keeps many
-    (windows, the decisions it reports). Nothing it makes per call forms a reference cycle, so
-    reference counting frees everything; but the allocations keep triggering collections, and
-    the oldest generation's collections walk every object of the process, litellm's price map
-    included. With the collector paused, the merged halt-as-pause replay of the benchmark runs
-    ~15% faster and multi-tenant ~5%. It is switched back on (and the replay's own garbage
-    collected then) when the replay returns or raises; it is left alone if it was off.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 class _Replayer:

@@ -8,7 +8,6 @@ Each is checked against the dataclass constructor or a window that never cached 
 from __future__ import annotations
 
 import dataclasses
-import gc
 
 import pytest
 from hypothesis import given, settings
@@ -22,7 +21,7 @@ from agentmeter.decision import (
     new_fired,
     slot_setters,
 )
-from agentmeter.replay import ReplayDecision, _cyclic_gc_paused, _replay_decision
+from agentmeter.replay import ReplayDecision, _replay_decision
 from agentmeter.windows import Window, WindowSpec
 
 floats = st.one_of(st.none(), st.floats(allow_nan=False), st.integers(-(10**12), 10**12))
@@ -141,20 +140,3 @@ def test_cached_resume_equals_a_fresh_answer(ops, levels):
         want = fresh_wait(window, level, now)
         got = window.time_until_at_most(level, now)
         assert got == want and type(got) is type(want)
-
-
-def test_replay_pauses_the_cyclic_gc_and_restores_it():
-    assert gc.isenabled()
-    with _cyclic_gc_paused():
-        assert not gc.isenabled()
-    assert gc.isenabled()
-    with pytest.raises(ValueError), _cyclic_gc_paused():
-        raise ValueError
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with _cyclic_gc_paused():
-            assert not gc.isenabled()
-        assert not gc.isenabled()  # left off: it was off
-    finally:
-        gc.enable()
