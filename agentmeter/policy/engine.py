@@ -383,25 +383,9 @@ class Engine:
                 label = transition or "active"
                 for action in rule.actions:
                     kind = action.kind
+                    # Most frequent first (the kinds exclude each other: the order is only speed).
                     if kind == "downgrade":
                         steps += action.steps
-                    elif kind == "upgrade":
-                        upgrade = True
-                    elif kind == "no_stream":
-                        no_stream = True
-                    elif kind == "alert":
-                        if transition != "fire":
-                            continue
-                    elif kind == "halt":
-                        if not breached:
-                            continue
-                        halt = True
-                    elif kind == "compact":
-                        if not breached:
-                            continue
-                        target = action.target_tokens or 0
-                        if compact is None or target < compact.target_tokens:
-                            compact = Compact(target_tokens=target, prompt_tokens=prompt_tokens)
                     elif kind == "pause":
                         window = probe.window
                         if action.pause_s is None and cond.sum_above and window is not None:
@@ -421,7 +405,36 @@ class Engine:
                         pause_s = max(pause_s, wait)
                         fired.append(fired_for(r, probe, raw, kind, label, wait))
                         continue
-                    fired.append(fired_for(r, probe, raw, kind, label))
+                    elif kind == "halt":
+                        if not breached:
+                            continue
+                        halt = True
+                    elif kind == "upgrade":
+                        upgrade = True
+                    elif kind == "no_stream":
+                        no_stream = True
+                    elif kind == "alert":
+                        if transition != "fire":
+                            continue
+                    elif kind == "compact":
+                        if not breached:
+                            continue
+                        target = action.target_tokens or 0
+                        if compact is None or target < compact.target_tokens:
+                            compact = Compact(target_tokens=target, prompt_tokens=prompt_tokens)
+                    # ``fired_for``'s reuse test, inlined: a rule in force hands out the Fired it
+                    # built last while its value stays the same (most decides under a breached cap).
+                    last = probe.fired.get((kind, label))
+                    if (
+                        last is not None
+                        and last[1] is None
+                        and last[0] == raw
+                        and type(last[0]) is type(raw)
+                        and (raw or str(raw) == str(last[0]))
+                    ):
+                        fired.append(last[2])
+                    else:
+                        fired.append(fired_for(r, probe, raw, kind, label))
 
             # An active upgrade (say, users rating the cheaper model's answers down) lifts every
             # downgrade: quality before savings.
