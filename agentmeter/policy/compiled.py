@@ -173,24 +173,32 @@ def fired_for(
     Rules in force fire on every decide, mostly with the value they had (a cap's spend between two
     calls), so the cache is checked on the stored value before anything is converted or built.
     """
-    last = probe.fired.get((action, transition))
-    if last is not None:
-        last_raw, last_pause, fired = last
-        # ``_same`` inlined (this runs for every rule in force on every decide).
-        if (
-            last_raw == raw
-            and type(last_raw) is type(raw)
-            and (raw or str(raw) == str(last_raw))
-            and (last_pause is None if pause_s is None else _same(last_pause, pause_s))
-        ):
-            return fired  # type: ignore[no-any-return]
+    key = (action, transition)
+    last = probe.fired.get(key)
     cond = probe.cond
+    # ``_same`` inlined (this runs for every rule in force on every decide).
+    if last is not None and (
+        last[0] == raw and type(last[0]) is type(raw) and (raw or str(raw) == str(last[0]))
+    ):
+        last_pause = last[1]
+        if pause_s is None:
+            if last_pause is None:
+                return last[2]  # type: ignore[no-any-return]
+        elif (
+            last_pause == pause_s
+            and type(last_pause) is type(pause_s)
+            and (pause_s or str(pause_s) == str(last_pause))
+        ):
+            return last[2]  # type: ignore[no-any-return]
+        value = last[2].value  # the same stored value shows the same: only the wait moved
+    else:
+        value = cond.display(raw)
     t = cond.t
     fired = new_fired(
         r.rule.name,
         t.metric,
         t.stat,
-        cond.display(raw),
+        value,
         t.threshold,
         action,
         probe.scope,
@@ -201,7 +209,7 @@ def fired_for(
         r.rule.warn_at,
         {} if pause_s is None else {"pause_s": pause_s},
     )
-    probe.fired[(action, transition)] = (raw, pause_s, fired)
+    probe.fired[key] = (raw, pause_s, fired)
     return fired
 
 

@@ -402,7 +402,8 @@ class Engine:
                             )
                         if wait is None:
                             continue
-                        pause_s = max(pause_s, wait)
+                        if wait > pause_s:  # max(pause_s, wait), without the call
+                            pause_s = wait
                         fired.append(fired_for(r, probe, raw, kind, label, wait))
                         continue
                     elif kind == "halt":
