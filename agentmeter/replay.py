@@ -34,14 +34,14 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from .decision import UNRECORDED_ACTIVE, Decision
+from .decision import UNRECORDED_ACTIVE, Decision, slot_setters
 from .errors import ConfigError, ReplayError
 from .policy.engine import Engine, Observation, Reservation
 from .policy.spec import PolicySet, load_policies
 from .pricing import PriceTable, cost_nano_usd, nano_to_usd
+from .replay_inputs import load_pricing, open_db, price_table
 from .usage import Usage
 
 __all__ = [
@@ -87,6 +87,49 @@ class ReplayDecision:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# A replay under policies that fire on every call keeps a ReplayDecision per call and more: built
+# through the slots like ``decision.new_fired`` (the dataclass ``__init__`` costs ~2 us).
+(
+    _rd_step,
+    _rd_ts,
+    _rd_policy,
+    _rd_action,
+    _rd_transition,
+    _rd_reason,
+    _rd_metric,
+    _rd_value,
+    _rd_threshold,
+) = slot_setters(
+    ReplayDecision,
+    ("step", "ts", "policy", "action", "transition", "reason", "metric", "value", "threshold"),
+)
+
+
+def _replay_decision(
+    step: int | None,
+    ts: float,
+    policy: str,
+    action: str,
+    transition: str,
+    reason: str,
+    metric: str | None,
+    value: float | None,
+    threshold: float | None,
+) -> ReplayDecision:
+    """``ReplayDecision(...)`` with every field given, without the dataclass ``__init__``."""
+    d: ReplayDecision = object.__new__(ReplayDecision)
+    _rd_step(d, step)
+    _rd_ts(d, ts)
+    _rd_policy(d, policy)
+    _rd_action(d, action)
+    _rd_transition(d, transition)
+    _rd_reason(d, reason)
+    _rd_metric(d, metric)
+    _rd_value(d, value)
+    _rd_threshold(d, threshold)
+    return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,65 +209,6 @@ class ReplayResult:
             "added": [d.as_dict() for d in self.added],
             "notes": list(self.notes),
         }
-
-
-# --------------------------------------------------------------------------------------------
-# Inputs
-
-
-def open_db(
-    conn_or_path: sqlite3.Connection | str | os.PathLike[str],
-) -> tuple[sqlite3.Connection, bool]:
-    """``(connection, opened_here)``: a path is opened read-only; a connection is used as given."""
-    if isinstance(conn_or_path, sqlite3.Connection):
-        return conn_or_path, False
-    path = os.fspath(conn_or_path)
-    if not os.path.exists(path):
-        raise ReplayError(f"no flight recorder at {path}")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
-    try:
-        conn.execute("SELECT 1 FROM agentmeter_calls LIMIT 1")
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise ReplayError(f"{path} is not an agentmeter flight recorder ({exc})") from None
-    return conn, True
-
-
-def load_pricing(
-    pricing: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str],
-) -> dict[str, Mapping[str, Any]]:
-    """Price overrides (USD per million tokens) from a mapping or a YAML file's ``pricing:`` mapping."""
-    if isinstance(pricing, Mapping):
-        return dict(pricing)
-    path = Path(pricing)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such pricing file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the pricing file: {exc.strerror}") from None
-    import yaml
-
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    table = document.get("pricing") if isinstance(document, Mapping) else None
-    if not isinstance(table, Mapping):
-        raise ConfigError(
-            f"{path}: a pricing file is a mapping with a 'pricing:' section, e.g. "
-            'pricing: {gpt-4o: {input: "$2.50", output: "$10"}} (USD per million tokens)'
-        )
-    return dict(table)
-
-
-def _price_table(policy_set: PolicySet, pricing: Any) -> PriceTable:
-    overrides: dict[str, Mapping[str, Any]] = dict(policy_set.pricing)
-    if isinstance(pricing, PriceTable):
-        return pricing.with_overrides(overrides) if overrides else pricing
-    if pricing is not None:
-        overrides.update(load_pricing(pricing))
-    return PriceTable(overrides=overrides) if overrides else PriceTable.default()
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,7 +328,7 @@ def replay(
     policy_set = load_policies(policies)  # type: ignore[arg-type]
     if policy_set is None:
         raise ConfigError("replay needs a policy set: a file path, a built-in name or YAML text")
-    prices = _price_table(policy_set, pricing)
+    prices = price_table(policy_set, pricing)
     conn, opened = open_db(conn_or_path)
     try:
         return _Replayer(conn, run_id, policy_set, prices, reprice_all=pricing is not None).run()
@@ -422,16 +406,16 @@ class _Replayer:
             if f.transition == "active" and f.action in _UNRECORDED_ACTIVE:
                 continue
             append(
-                ReplayDecision(
-                    step=step,
-                    ts=now,
-                    policy=f.policy,
-                    action=f.action,
-                    transition=f.transition,
-                    reason=f.reason,
-                    metric=f.metric,
-                    value=f.value,
-                    threshold=f.threshold,
+                _replay_decision(
+                    step,
+                    now,
+                    f.policy,
+                    f.action,
+                    f.transition,
+                    f.reason,
+                    f.metric,
+                    f.value,
+                    f.threshold,
                 )
             )
         if decision.halt:

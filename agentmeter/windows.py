@@ -104,6 +104,7 @@ class Window:
         "_head",
         "_max",
         "_min",
+        "_resume",
         "_sorted",
         "_ts",
         "_values",
@@ -141,6 +142,9 @@ class Window:
         self.reserved: int = 0
         self._version = 0  # bumped by every add and drop: what a cached statistic was read at
         self._cached: dict[str, tuple[int, float | None]] = {}
+        # ``time_until_at_most``'s last answer as an absolute time, with what it was computed from:
+        # (version, reserved, level, resume time or None).
+        self._resume: tuple[int, int, float, float | None] | None = None
 
     # -- updates ---------------------------------------------------------------------------
     def add(self, ts: float, value: float) -> None:
@@ -298,16 +302,32 @@ class Window:
             return partial(self.stat, name)
         return getattr(self, f"_read_{name}")  # type: ignore[no-any-return]
 
+    # The readers below run for every rule on every decide. Each starts with ``expire``'s own
+    # "nothing leaves" test inlined (the common case: the oldest sample is still inside the window)
+    # and calls ``expire`` only when something may leave; a count window never expires.
+
     def _read_sum(self, now: float) -> float | None:
-        self.expire(now)
+        seconds = self.seconds
+        if seconds is not None:
+            ts, head = self._ts, self._head
+            if not (head < len(ts) and ts[head] + seconds > now):
+                self.expire(now)
         return self.total
 
     def _read_count(self, now: float) -> float | None:
-        self.expire(now)
+        seconds = self.seconds
+        if seconds is not None:
+            ts, head = self._ts, self._head
+            if not (head < len(ts) and ts[head] + seconds > now):
+                self.expire(now)
         return len(self._ts) - self._head
 
     def _read_repeats(self, now: float) -> float | None:
-        self.expire(now)
+        seconds = self.seconds
+        if seconds is not None:
+            ts, head = self._ts, self._head
+            if not (head < len(ts) and ts[head] + seconds > now):
+                self.expire(now)
         counts = self._counts
         if not counts:
             return 0
@@ -323,7 +343,11 @@ class Window:
         return len(self._counts) if self._counts is not None else 0
 
     def _read_mean(self, now: float) -> float | None:
-        self.expire(now)
+        seconds = self.seconds
+        if seconds is not None:
+            ts, head = self._ts, self._head
+            if not (head < len(ts) and ts[head] + seconds > now):
+                self.expire(now)
         n = len(self._ts) - self._head
         return self.total / n if n else None
 
@@ -332,7 +356,11 @@ class Window:
         return self.last if len(self._ts) > self._head else None
 
     def _read_max(self, now: float) -> float | None:
-        self.expire(now)
+        seconds = self.seconds
+        if seconds is not None:
+            ts, head = self._ts, self._head
+            if not (head < len(ts) and ts[head] + seconds > now):
+                self.expire(now)
         if len(self._ts) == self._head:
             return None
         return self._max[0][1] if self._max else None
@@ -350,7 +378,11 @@ class Window:
         return self.total / self._span_s(now)
 
     def _quantile(self, q: float, now: float) -> float | None:
-        self.expire(now)
+        seconds = self.seconds
+        if seconds is not None:
+            ts, head = self._ts, self._head
+            if not (head < len(ts) and ts[head] + seconds > now):
+                self.expire(now)
         if len(self._ts) == self._head:
             return None
         return quantile_of_sorted(self._sorted, q)  # type: ignore[arg-type]  # bound only when kept
@@ -378,18 +410,37 @@ class Window:
         the leaving time of the first sample whose running sum covers the excess (a binary search
         over the running sums). None when waiting cannot help (count windows, or reservations
         that outweigh everything the window will drop).
+
+        A budget pause in force asks on every decide, mostly with nothing changed but the clock;
+        the leaving time found is kept as an absolute time with the version, reservations and
+        level it was found for, so then only the wait from ``now`` is computed.
         """
-        self.expire(now)
+        seconds = self.seconds
+        if seconds is None:
+            excess = self.total + self.reserved - level
+            return 0.0 if excess <= 0 else None
+        ts, head = self._ts, self._head
+        if not (head < len(ts) and ts[head] + seconds > now):
+            self.expire(now)
         excess = self.total + self.reserved - level
         if excess <= 0:
             return 0.0
-        if self.seconds is None:
+        cached = self._resume
+        if (
+            cached is not None
+            and cached[0] == self._version
+            and cached[1] == self.reserved
+            and cached[2] == level
+        ):
+            resume = cached[3]
+        else:
+            # Dropping samples head..i removes _cum[i] - _dropped_sum; find the first i that
+            # covers it.
+            i = bisect_left(self._cum, self._dropped_sum + excess, self._head)
+            resume = self._ts[i] + seconds if i < len(self._ts) else None
+            self._resume = (self._version, self.reserved, level, resume)
+        if resume is None:
             return None
-        # Dropping samples head..i removes _cum[i] - _dropped_sum; find the first i that covers it.
-        i = bisect_left(self._cum, self._dropped_sum + excess, self._head)
-        if i >= len(self._ts):
-            return None
-        resume = self._ts[i] + self.seconds
         wait = max(0.0, resume - now)
         while now + wait < resume:  # float rounding must never resume a hair early
             wait = math.nextafter(wait, math.inf)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..decision import Fired
+from ..decision import Fired, new_fired
 from ..windows import Window, WindowSpec
 from .format import format_value
 from .metrics import METRICS
@@ -79,6 +79,7 @@ class Cond:
     above: bool
     limit: float  # the threshold in the stored unit
     window_text: str  # how the window reads in reasons: "10m", "last 20 calls", "the next call"
+    sum_above: bool = False  # ``stat: sum`` with ``above``: a budget (a pause can wait it out)
     slot: int = -1  # numbers the engine's conditions (probes are cached per slot and scope key)
 
     @classmethod
@@ -94,7 +95,8 @@ class Cond:
         key = (metric.sample, t.spec or WindowSpec(count=1))  # specless conditions read no window
         ratio = t.metric == "cache_hit_ratio"
         nxt = t.stat == "next"
-        return cls(t, key, scale, ratio, recover, nxt, t.above, t.raw, window_text(t))
+        sum_above = t.stat == "sum" and t.above
+        return cls(t, key, scale, ratio, recover, nxt, t.above, t.raw, window_text(t), sum_above)
 
     def judge(self, raw: float | None) -> tuple[bool, bool]:
         """(breached, recovered) for a measured value; an unknown value is neither."""
@@ -166,28 +168,48 @@ def fired_for(
     transition: str,
     pause_s: float | None = None,
 ) -> Fired:
-    """What a rule did; the probe's last one is reused while its value and pause are the same."""
+    """What a rule did; the probe's last one is reused while its value and pause are the same.
+
+    Rules in force fire on every decide, mostly with the value they had (a cap's spend between two
+    calls), so the cache is checked on the stored value before anything is converted or built.
+    """
+    key = (action, transition)
+    last = probe.fired.get(key)
     cond = probe.cond
-    value = cond.display(raw)
-    last = probe.fired.get((action, transition))
-    if last is not None and _same(last[0], value) and _same(last[1], pause_s):
-        return last[2]
+    # ``_same`` inlined (this runs for every rule in force on every decide).
+    if last is not None and (
+        last[0] == raw and type(last[0]) is type(raw) and (raw or str(raw) == str(last[0]))
+    ):
+        last_pause = last[1]
+        if pause_s is None:
+            if last_pause is None:
+                return last[2]  # type: ignore[no-any-return]
+        elif (
+            last_pause == pause_s
+            and type(last_pause) is type(pause_s)
+            and (pause_s or str(pause_s) == str(last_pause))
+        ):
+            return last[2]  # type: ignore[no-any-return]
+        value = last[2].value  # the same stored value shows the same: only the wait moved
+    else:
+        value = cond.display(raw)
     t = cond.t
-    fired = Fired(
-        policy=r.rule.name,
-        metric=t.metric,
-        stat=t.stat,
-        value=value,
-        threshold=t.threshold,
-        action=action,
-        scope=probe.scope,
-        transition=transition,
-        window=cond.window_text,
-        above=t.above,
-        warn_at=r.rule.warn_at,
-        detail={} if pause_s is None else {"pause_s": pause_s},
+    fired = new_fired(
+        r.rule.name,
+        t.metric,
+        t.stat,
+        value,
+        t.threshold,
+        action,
+        probe.scope,
+        transition,
+        cond.window_text,
+        t.above,
+        "",
+        r.rule.warn_at,
+        {} if pause_s is None else {"pause_s": pause_s},
     )
-    probe.fired[(action, transition)] = (value, pause_s, fired)
+    probe.fired[key] = (raw, pause_s, fired)
     return fired
 
 
@@ -212,18 +234,20 @@ def cap_fired(
     if action == "pause":
         note += f" -> pause {pause_s:.1f}s"
         detail["pause_s"] = pause_s
-    fired = Fired(
-        policy=r.rule.name,
-        metric=t.metric,
-        stat=t.stat,
-        value=(spent + reserved + reserve) * cond.scale,
-        threshold=t.threshold,
-        action=action,
-        scope=probe.scope,
-        transition="fire",
-        window=cond.window_text,
-        note=note,
-        detail=detail,
+    fired = new_fired(
+        r.rule.name,
+        t.metric,
+        t.stat,
+        (spent + reserved + reserve) * cond.scale,
+        t.threshold,
+        action,
+        probe.scope,
+        "fire",
+        cond.window_text,
+        True,
+        note,
+        None,
+        detail,
     )
     probe.fired[("cap", action)] = (*inputs, fired)
     return fired

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..decision import Compact, Decision, Fired
+from ..decision import Compact, Decision, Fired, new_decision
 from ..deferred import Deferred
 from ..windows import QUANTILES, Window, WindowSpec
 from .compiled import (
@@ -91,6 +91,13 @@ class _Bound:
     state: RuleState | None
     probes: tuple[Probe, ...]
     quiet: bool
+    # The single condition's reader and levels, copied here so that a rule with nothing to do
+    # costs ``decide`` one read and one comparison (most rules, on most decides).
+    read: Callable[[float], float | None] | None = None
+    next: bool = False
+    above: bool = True
+    limit: float = 0.0
+    recover_raw: float = 0.0
 
 
 # Samples that are keys (hashes, names), counted rather than summed.
@@ -302,34 +309,41 @@ class Engine:
         with self._lock:
             self._pending.flush()
             for b in self._plan(run_id, model, tags):
-                r = b.r
                 probe = b.probe
                 if probe is not None:
-                    # One condition (the common case): Cond.judge inlined, no tuple per rule.
-                    cond = probe.cond
-                    read = probe.read
+                    # One condition (the common case): Cond.judge inlined, no tuple per rule, and
+                    # a quiet rule neither breached nor active left before anything else is read.
+                    read = b.read
                     if read is not None:
                         raw = read(now)
-                    elif cond.next and prompt_tokens is not None:
+                    elif b.next and prompt_tokens is not None:
                         raw = float(prompt_tokens)
                     else:
                         raw = None
-                    if raw is None:
-                        breached, recovered = False, True
-                    elif cond.above:
-                        breached, recovered = raw > cond.limit, raw <= cond.recover_raw
-                    else:
-                        breached, recovered = raw < cond.limit, raw >= cond.recover_raw
                     state = b.state
                     assert state is not None
-                    if b.quiet and not breached and not state.active:
-                        continue
+                    if raw is None:
+                        if b.quiet and not state.active:
+                            continue
+                        breached, recovered = False, True
+                    elif b.above:
+                        breached = raw > b.limit
+                        if not breached and b.quiet and not state.active:
+                            continue
+                        recovered = raw <= b.recover_raw
+                    else:
+                        breached = raw < b.limit
+                        if not breached and b.quiet and not state.active:
+                            continue
+                        recovered = raw >= b.recover_raw
+                    cond = probe.cond
                 else:
                     outcome = self._evaluate(b, now, prompt_tokens, run_id)
                     if outcome is None:
                         continue
                     breached, recovered, probe, raw, state = outcome
                     cond = probe.cond
+                r = b.r
                 if r.hard_cap:
                     caps.append((r, probe))
                 rule = r.rule
@@ -369,8 +383,33 @@ class Engine:
                 label = transition or "active"
                 for action in rule.actions:
                     kind = action.kind
+                    # Most frequent first (the kinds exclude each other: the order is only speed).
                     if kind == "downgrade":
                         steps += action.steps
+                    elif kind == "pause":
+                        window = probe.window
+                        if action.pause_s is None and cond.sum_above and window is not None:
+                            # A budget pause (``_pause_for``'s first case, inlined: it fires on
+                            # every decide while the budget is spent): until the sum is back.
+                            wait = window.time_until_at_most(cond.limit, now)
+                            if wait is None:
+                                wait = self._pause_for(None, probe, now, state, transition, rule)
+                            elif wait <= 0:
+                                continue
+                        else:
+                            wait = self._pause_for(
+                                action.pause_s, probe, now, state, transition, rule
+                            )
+                        if wait is None:
+                            continue
+                        if wait > pause_s:  # max(pause_s, wait), without the call
+                            pause_s = wait
+                        fired.append(fired_for(r, probe, raw, kind, label, wait))
+                        continue
+                    elif kind == "halt":
+                        if not breached:
+                            continue
+                        halt = True
                     elif kind == "upgrade":
                         upgrade = True
                     elif kind == "no_stream":
@@ -378,24 +417,25 @@ class Engine:
                     elif kind == "alert":
                         if transition != "fire":
                             continue
-                    elif kind == "halt":
-                        if not breached:
-                            continue
-                        halt = True
                     elif kind == "compact":
                         if not breached:
                             continue
                         target = action.target_tokens or 0
                         if compact is None or target < compact.target_tokens:
                             compact = Compact(target_tokens=target, prompt_tokens=prompt_tokens)
-                    elif kind == "pause":
-                        wait = self._pause_for(action.pause_s, probe, now, state, transition, rule)
-                        if wait is None:
-                            continue
-                        pause_s = max(pause_s, wait)
-                        fired.append(fired_for(r, probe, raw, kind, label, wait))
-                        continue
-                    fired.append(fired_for(r, probe, raw, kind, label))
+                    # ``fired_for``'s reuse test, inlined: a rule in force hands out the Fired it
+                    # built last while its value stays the same (most decides under a breached cap).
+                    last = probe.fired.get((kind, label))
+                    if (
+                        last is not None
+                        and last[1] is None
+                        and last[0] == raw
+                        and type(last[0]) is type(raw)
+                        and (raw or str(raw) == str(last[0]))
+                    ):
+                        fired.append(last[2])
+                    else:
+                        fired.append(fired_for(r, probe, raw, kind, label))
 
             # An active upgrade (say, users rating the cheaper model's answers down) lifts every
             # downgrade: quality before savings.
@@ -428,17 +468,17 @@ class Engine:
                     reservation = Reservation(held=held, nano_usd=reserve)
 
         paused = pause_s > 0 and not halt
-        decision = Decision(
-            model=chosen,
-            requested_model=model,
-            compact=compact,
-            pause_s=pause_s if paused else 0.0,
-            resume_at=now + pause_s if paused else None,
-            halt=halt,
-            stream=False if no_stream else None,
-            fired=tuple(fired),
-            step=step,
-            reserved_nano_usd=reservation.nano_usd if reservation else 0,
+        decision = new_decision(
+            chosen,
+            model,
+            compact,
+            pause_s if paused else 0.0,
+            now + pause_s if paused else None,
+            halt,
+            False if no_stream else None,
+            tuple(fired),
+            step,
+            reservation.nano_usd if reservation else 0,
         )
         return decision, reservation
 
@@ -502,7 +542,11 @@ class Engine:
         run go when the run ends (its windows and states go then too).
         """
         names = self._tag_names
-        context = (model, *[_tag_key(tags, name) for name in names]) if names else (model,)
+        if names:
+            get = tags.get  # ``_tag_key`` inlined: this runs on every decide
+            context = (model, *[None if (v := get(name)) is None else str(v) for name in names])
+        else:
+            context = (model,)
         plans = self._plans.get(run_id)
         if plans is None:
             plans = self._plans[run_id] = {}
@@ -531,7 +575,20 @@ class Engine:
                 continue
             probe = self._probe(cond, key)
             quiet = not r.hard_cap and r.rule.warn_at is None
-            plan.append(_Bound(r, probe, self._state(r, probe, run_id), (), quiet))
+            plan.append(
+                _Bound(
+                    r,
+                    probe,
+                    self._state(r, probe, run_id),
+                    (),
+                    quiet,
+                    probe.read,
+                    cond.next,
+                    cond.above,
+                    cond.limit,
+                    cond.recover_raw,
+                )
+            )
         return plan
 
     def _probe(self, cond: Cond, key: Any) -> Probe:
