@@ -39,6 +39,7 @@ Compactor = Callable[[list[dict[str, Any]], int], list[dict[str, Any]]]
 
 _OPEN_METERS: weakref.WeakSet[Meter] = weakref.WeakSet()
 SEED_LOOKBACK = 200
+_MAX_CONTEXTS = 100_000  # captured contexts of calls not yet exported (see remember_context)
 
 
 def observation_from_row(row: tuple[Any, ...]) -> Observation:
@@ -185,6 +186,8 @@ class Meter:
         if pause not in ("sleep", "raise"):
             raise ConfigError(f"pause must be 'sleep' or 'raise', got {pause!r}")
         self.clock: Clock = clock or SYSTEM_CLOCK
+        # An exporter's capture() (see add_exporter): called on the agent's thread per call.
+        self.capture_context: Callable[[], Any] | None = None
         self.policies: PolicySet | None = None
         if policies is not None:
             from .policy.spec import load_policies  # pydantic and YAML load only when needed
@@ -457,9 +460,32 @@ class Meter:
         """Call ``exporter(rows)`` on the writer thread after each commit, with the committed calls.
 
         Each row is a dict of ``agentmeter_calls`` columns. An exporter that raises is counted in
-        ``health()["export_errors"]`` and never stops recording.
+        ``health()["export_errors"]`` and never stops recording. An exporter with a ``capture()``
+        method has it called on the agent's thread as each call is recorded; what it returns (not
+        None) reaches the exporter as the row's ``context`` (the OpenTelemetry exporter captures
+        the current span, so a call's span is its child). The latest such exporter is the one
+        asked.
         """
         self._recorder.exporters.append(exporter)
+        capture = getattr(exporter, "capture", None)
+        if callable(capture):
+            self.capture_context = capture
+
+    def remember_context(self, run_id: str, step: int) -> None:
+        """(Agent's thread) keep what ``capture_context()`` returns for the call ``run_id``/``step``."""
+        capture = self.capture_context
+        if capture is None:
+            return
+        try:
+            context = capture()
+        except Exception as exc:  # a tracing fault must not cost the call its record
+            self.warn_once("capture", f"agentmeter: an exporter's capture() failed ({exc!r})")
+            return
+        if context is not None:
+            contexts = self._recorder.contexts
+            if len(contexts) >= _MAX_CONTEXTS:  # the writer is not exporting: do not grow
+                contexts.clear()
+            contexts[(run_id, step)] = context
 
     # -- health --------------------------------------------------------------------------------
     def warn_once(self, key: str, message: str) -> None:

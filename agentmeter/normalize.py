@@ -27,7 +27,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from agentmeter._adapters import FAMILIES, HINT_FAMILY, Accumulator
-from agentmeter._adapters._common import first, from_litellm, get
+from agentmeter._adapters._common import first, from_litellm, get, plain
+from agentmeter._adapters.openai import parse_usage
 from agentmeter.usage import Usage
 
 __all__ = ["PROVIDERS", "detect_provider_family", "normalize_usage"]
@@ -98,7 +99,16 @@ def normalize_usage(payload: Any, provider: str | None = None) -> Usage | None:
     Iterators are consumed. See the module docstring for accepted inputs and the failure policy.
     """
     family = None
-    if provider is not None:
+    if provider is None:
+        fast = _LITELLM_RESPONSE.get(type(payload))
+        if fast is None:
+            fast = _is_litellm_response(payload)
+        if fast:
+            try:
+                return _litellm_response(payload)
+            except Exception:  # as below: never raise into the agent's loop
+                return None
+    elif provider is not None:
         hint = provider.strip().lower() if isinstance(provider, str) else None
         if hint not in HINT_FAMILY:
             raise ValueError(
@@ -109,6 +119,39 @@ def normalize_usage(payload: Any, provider: str | None = None) -> Usage | None:
         return _normalize(payload, provider, family)
     except Exception:  # a telemetry fault must never reach the agent's loop
         return None
+
+
+# litellm's ModelResponse class(es) seen so far: True when the fast path below applies.
+_LITELLM_RESPONSE: dict[type, bool] = {}
+
+
+def _is_litellm_response(payload: Any) -> bool:
+    cls = type(payload)
+    fast = cls.__name__ == "ModelResponse" and from_litellm(payload)
+    if len(_LITELLM_RESPONSE) < 64:
+        _LITELLM_RESPONSE[cls] = fast
+    return fast
+
+
+def _litellm_response(payload: Any) -> Usage | None:
+    """What ``_normalize`` gives for one litellm ``ModelResponse``, without detecting its shape.
+
+    ``run.completion`` normalizes one of these per call (~24 us the general way, most of it
+    detection: family, envelope, label). Its usage is chat-shaped and its label is "litellm",
+    exactly as the general path finds them; anything unexpected takes the general path.
+    """
+    usage = get(payload, "usage")
+    if usage is None or get(payload, "type") is not None or get(payload, "data") is not None:
+        return _normalize(payload, None, None)
+    return parse_usage(plain(usage, _USAGE_DETAILS), "litellm", raw=usage)
+
+
+# The nested objects of a litellm usage that the chat parser reads fields of.
+_USAGE_DETAILS = (
+    "prompt_tokens_details",
+    "completion_tokens_details",
+    "cache_creation_token_details",
+)
 
 
 def detect_provider_family(chunk: Any) -> str | None:

@@ -9,9 +9,11 @@ Calls are exported on the recorder's writer thread, after the transaction that r
 commits, so with a database file the agent's own thread never touches OpenTelemetry (an
 in-memory database writes, and so exports, inline). A span is created after the fact,
 with explicit times: it ends at the call's ``ts`` and starts ``latency_ms`` earlier. Use a
-``BatchSpanProcessor`` in production so a slow collector never holds up the recorder. Spans have
-no parent: the agent's context is gone by the time the call is committed; ``agentmeter.run_id``
-groups the calls of a run.
+``BatchSpanProcessor`` in production so a slow collector never holds up the recorder. A call
+recorded while a span is current on the agent's thread or task (an agent step's span, the web
+request's) becomes that span's child: the exporter's ``capture()`` keeps the current context as
+the call is recorded (a few hundred nanoseconds, only while the exporter is registered);
+otherwise the call is a trace of its own. ``agentmeter.run_id`` groups the calls of a run.
 
 Conventions (``semconv=``): the OpenTelemetry GenAI conventions are at Development stability and
 moved out of ``open-telemetry/semantic-conventions`` (last published there: v1.41.0) into
@@ -76,6 +78,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import TYPE_CHECKING, Any
 
 try:
+    from opentelemetry import context as otel_context
     from opentelemetry import metrics as otel_metrics
     from opentelemetry import trace as otel_trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -319,8 +322,15 @@ class OtelExporter:
         if first is not None:
             raise first
 
+    def capture(self) -> Any:
+        """(Agent's thread) the current context when a span is active in it, else None."""
+        if otel_trace.get_current_span().get_span_context().is_valid:
+            return otel_context.get_current()
+        return None
+
     def export(self, call: Mapping[str, Any]) -> None:
-        """One span and its metric points for one ``agentmeter_calls`` row."""
+        """One span and its metric points for one ``agentmeter_calls`` row (its parent: the
+        row's ``context``, when ``capture`` found a span current as the call was recorded)."""
         end_ns = _ns(call["ts"], 9)
         latency_ms = call.get("latency_ms")
         start_ns = end_ns - _ns(latency_ms, 6) if latency_ms is not None else end_ns
@@ -329,6 +339,7 @@ class OtelExporter:
             kind=SpanKind.CLIENT,
             attributes=span_attributes(call, semconv=self.semconv, capture_cost=self.capture_cost),
             start_time=start_ns,
+            context=call.get("context"),
         )
         if _failed(call):
             span.set_status(Status(StatusCode.ERROR, call.get("error_type") or None))

@@ -200,6 +200,9 @@ class Recorder:
         self.on_idle = on_idle
         # Called after each commit with the committed call rows as dicts (OpenTelemetry export).
         self.exporters: list[Callable[[list[dict[str, Any]]], None]] = []
+        # What an exporter captured on the agent's thread as a call was recorded (its current
+        # OpenTelemetry context), by (run_id, step), until the call is exported as ``context``.
+        self.contexts: dict[tuple[Any, Any], Any] = {}
         self.health = RecorderHealth()
         self._warned = False
         self._closed = False
@@ -431,6 +434,12 @@ class Recorder:
         calls = [dict(zip(CALL_COLUMNS, row, strict=True)) for kind, row in rows if kind == "call"]
         if not calls:
             return
+        contexts = self.contexts
+        if contexts:
+            for call in calls:
+                context = contexts.pop((call["run_id"], call["step"]), None)
+                if context is not None:
+                    call["context"] = context
         for exporter in self.exporters:
             try:
                 exporter(calls)

@@ -252,6 +252,8 @@ class Run:
         with self._step_lock:
             self.step += 1
             step = self.step
+        if meter.capture_context is not None:
+            meter.remember_context(self.run_id, step)
         self._untallied.add(
             (
                 now,

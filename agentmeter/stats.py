@@ -14,14 +14,22 @@ from typing import Any
 from .pricing import nano_to_usd
 from .windows import quantile_of_sorted
 
-__all__ = ["RunStats", "RunTally"]
+__all__ = ["LATENCY_CALLS", "RunStats", "RunTally"]
 
 _RECENT_S = 3600.0
+# p50/p90 latency are over a run's latest successful calls: a run that records for days must not
+# keep a float per call (a 1M-call run held 1M of them), and the recent calls are what an agent
+# reflecting on its own speed wants to hear about.
+LATENCY_CALLS = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class RunStats:
-    """A snapshot of one run: exact spend overall and per window, latency, cache hits, decisions."""
+    """A snapshot of one run: exact spend overall and per window, latency, cache hits, decisions.
+
+    ``p50_latency_ms`` / ``p90_latency_ms``: over the run's latest ``LATENCY_CALLS`` (1,000)
+    successful calls.
+    """
 
     calls: int
     errors: int
@@ -103,7 +111,7 @@ class RunTally:
     def __init__(self) -> None:
         self.calls = self.errors = self.spent_nano = self.unknown_cost = 0
         self.input = self.output = self.cache_read = self.cache_write = self.reasoning = 0
-        self.latencies: list[float] = []
+        self.latencies: deque[float] = deque(maxlen=LATENCY_CALLS)
         self.recent: deque[tuple[float, int]] = deque()
         self.fired: Counter[str] = Counter()
 
@@ -142,7 +150,7 @@ class RunTally:
             recent.popleft()
         last_10m = sum(c for ts, c in recent if ts > now - 600)
         prompt = self.input + self.cache_read + self.cache_write
-        self.latencies.sort()  # nearly sorted after the first time: Timsort is linear then
+        latencies = sorted(self.latencies)
         return RunStats(
             calls=self.calls,
             errors=self.errors,
@@ -150,8 +158,8 @@ class RunTally:
             spent_last_10m_usd=nano_to_usd(last_10m),
             spent_last_1h_usd=nano_to_usd(sum(c for _, c in recent)),
             unknown_cost_calls=self.unknown_cost,
-            p50_latency_ms=quantile_of_sorted(self.latencies, 0.5),
-            p90_latency_ms=quantile_of_sorted(self.latencies, 0.9),
+            p50_latency_ms=quantile_of_sorted(latencies, 0.5),
+            p90_latency_ms=quantile_of_sorted(latencies, 0.9),
             cache_hit_ratio=self.cache_read / prompt if prompt else None,
             input_tokens=self.input,
             output_tokens=self.output,

@@ -148,7 +148,18 @@ class Window:
 
     # -- updates ---------------------------------------------------------------------------
     def add(self, ts: float, value: float) -> None:
-        """Append a sample (samples arrive in non-decreasing ``ts`` order per window)."""
+        """Append a sample (samples arrive in non-decreasing ``ts`` order per window).
+
+        Samples a time window no longer holds at ``ts`` leave first: without that, a window that
+        is fed but never read (a meter that records and never decides) would keep every sample.
+        """
+        head = self._head
+        if (
+            self.seconds is not None
+            and head < len(self._ts)
+            and self._ts[head] + self.seconds <= ts
+        ):
+            self.expire(ts)
         self._version += 1
         self._ts.append(ts)
         self._values.append(value)
@@ -172,6 +183,13 @@ class Window:
 
     def add_key(self, ts: float, key: object) -> None:
         """Append a keyed sample (value 1) for multiplicity queries: repeated prompt hashes."""
+        head = self._head
+        if (
+            self.seconds is not None
+            and head < len(self._ts)
+            and self._ts[head] + self.seconds <= ts
+        ):
+            self.expire(ts)
         self._version += 1
         self._ts.append(ts)
         self._values.append(key)

@@ -477,6 +477,101 @@ def test_litellm_model_response(litellm: Any) -> None:
     assert dumped is not None and buckets(dumped) == buckets(usage)
 
 
+_COUNTS = st.one_of(
+    st.none(),
+    st.integers(min_value=0, max_value=200_000),
+    st.sampled_from([-1, 3.5, "12", True, 2**60]),  # corrupt or odd spellings
+)
+
+
+@pytest.mark.filterwarnings(_LITELLM_PYDANTIC_WARNING)
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    prompt=_COUNTS,
+    completion=_COUNTS,
+    cached=_COUNTS,
+    creation=_COUNTS,
+    read_input=_COUNTS,
+    creation_input=_COUNTS,
+    reasoning=_COUNTS,
+    hour=_COUNTS,
+)
+def test_litellm_response_fast_path_matches_general_path(
+    litellm: Any,
+    prompt: Any,
+    completion: Any,
+    cached: Any,
+    creation: Any,
+    read_input: Any,
+    creation_input: Any,
+    reasoning: Any,
+    hour: Any,
+) -> None:
+    # normalize_usage reads a litellm ModelResponse without detecting its shape (the hot path of
+    # run.completion); it must give exactly what the general, detecting path gives.
+    from agentmeter import normalize
+
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion}
+    details: dict[str, Any] = {"cached_tokens": cached, "cache_creation_tokens": creation}
+    if hour is not None:
+        details["cache_creation_token_details"] = {"ephemeral_1h_input_tokens": hour}
+    usage["prompt_tokens_details"] = details
+    usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    if read_input is not None:
+        usage["cache_read_input_tokens"] = read_input
+    if creation_input is not None:
+        usage["cache_creation_input_tokens"] = creation_input
+    try:
+        response = litellm.ModelResponse(model="gpt-4o", usage=litellm.Usage(**usage))
+    except Exception:
+        return  # litellm itself refuses this usage: nothing reaches agentmeter
+    assert normalize._is_litellm_response(response)
+    fast = normalize_usage(response)
+    try:
+        general = normalize._normalize(response, None, None)
+    except Exception:  # normalize_usage's failure policy: a corrupt usage is unknown
+        general = None
+    assert fast == general
+    assert (fast.raw if fast else None) == (general.raw if general else None)
+
+
+def test_plain_reads_a_model_as_a_dict_only_when_it_computes_nothing():
+    import pydantic
+
+    from agentmeter._adapters._common import get, plain
+
+    class Details(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow")
+        cached_tokens: int | None = None
+
+    class Flat(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow")
+        prompt_tokens: int
+        prompt_tokens_details: Details | None = None
+
+    class Computed(Flat):
+        @property
+        def cache_read_input_tokens(self) -> int:
+            return 7
+
+    flat = Flat(
+        prompt_tokens=3, prompt_tokens_details=Details(cached_tokens=1, odd=2), extra_field=5
+    )
+    view = plain(flat, ("prompt_tokens_details",))
+    assert view == {
+        "prompt_tokens": 3,
+        "prompt_tokens_details": {"cached_tokens": 1, "odd": 2},
+        "extra_field": 5,
+    }
+    for key in ("prompt_tokens", "extra_field", "absent"):
+        assert get(view, key) == get(flat, key)
+    computed = Computed(prompt_tokens=3)
+    assert plain(computed) is computed  # a dict would lose the computed field
+    assert get(computed, "cache_read_input_tokens") == 7
+
+
 @pytest.mark.filterwarnings(_LITELLM_PYDANTIC_WARNING)
 def test_litellm_stream_usage_on_last_chunk(litellm: Any) -> None:
     stream = litellm.completion(

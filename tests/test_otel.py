@@ -162,6 +162,76 @@ def test_span_of_a_cached_streamed_call_has_exact_attributes_and_times(exported,
     }
 
 
+def _call_spans(otel):
+    """The exported call spans by ``agentmeter.step``."""
+    return {
+        s.attributes["agentmeter.step"]: s
+        for s in otel.spans.get_finished_spans()
+        if "agentmeter.step" in s.attributes
+    }
+
+
+def test_a_call_recorded_inside_a_span_is_its_child_and_one_outside_is_a_trace_of_its_own(
+    exported, otel
+):
+    ex = exported()  # a file DB: spans are made on the writer thread, after the commit
+    tracer = otel.tracer_provider.get_tracer("the-agent")
+    with tracer.start_as_current_span("agent step 1") as step:
+        ex.record(model="gpt-x", usage=CACHED)
+    ex.record(model="gpt-x", usage=CACHED, ts=TS + 1)
+    calls = _call_spans(otel)
+    inside, outside = calls[1], calls[2]
+    assert inside.parent is not None
+    assert inside.parent.span_id == step.get_span_context().span_id
+    assert inside.context.trace_id == step.get_span_context().trace_id
+    assert outside.parent is None and outside.context.trace_id != inside.context.trace_id
+    assert not ex.meter._recorder.contexts  # handed over, nothing kept
+
+
+def test_calls_of_concurrent_threads_get_their_own_thread_s_span(exported, otel):
+    import threading
+
+    ex = exported()
+    tracer = otel.tracer_provider.get_tracer("the-agent")
+    parents: dict[int, int] = {}
+    barrier = threading.Barrier(4)
+
+    def work(i: int) -> None:
+        with tracer.start_as_current_span(f"worker {i}") as span:
+            barrier.wait()
+            record = ex.run.record(model="gpt-x", usage=CACHED, ts=TS + i)
+            parents[record.step] = span.get_span_context().span_id
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ex.meter.flush()
+    calls = _call_spans(otel)
+    assert {step: span.parent.span_id for step, span in calls.items()} == parents
+
+
+def test_a_failing_capture_costs_the_call_nothing_but_its_parent(make_meter, otel, caplog):
+    meter = make_meter(pricing=PRICES)
+    exporter = export_to_otel(
+        meter, tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
+    )
+    assert meter.capture_context == exporter.capture
+
+    def broken() -> None:
+        raise RuntimeError("tracing is broken")
+
+    meter.capture_context = broken  # what add_exporter took from the exporter
+    run = meter.run("r")
+    with otel.tracer_provider.get_tracer("a").start_as_current_span("step"):
+        assert run.record(model="gpt-x", usage=CACHED, ts=TS) is not None
+    assert meter.flush()
+    (span,) = _call_spans(otel).values()
+    assert span.parent is None
+    assert "capture() failed" in caplog.text
+
+
 def test_input_tokens_count_the_cache_once_on_the_span_and_in_the_token_histogram(exported, otel):
     """OTel input = input + cache read + cache write (our buckets are disjoint), never more."""
     e = exported()

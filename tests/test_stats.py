@@ -45,6 +45,24 @@ def test_stats_track_spend_windows_latency_cache_and_decisions(clock):
     assert stats.fired == {}
 
 
+def test_latency_quantiles_cover_the_latest_calls_and_stay_bounded(clock):
+    # A run recording for days keeps the latest LATENCY_CALLS latencies, not one per call.
+    from agentmeter.stats import LATENCY_CALLS
+
+    with agentmeter.Meter(db=":memory:", clock=clock, pricing=PRICES) as meter:
+        run = meter.run("long")
+        latencies = [float((i * 7919) % 5003) for i in range(3 * LATENCY_CALLS)]
+        for latency in latencies:
+            run.record(model="m", usage=Usage(input_tokens=1), latency_ms=latency)
+        stats = run.stats()
+        assert len(run._tally.latencies) == LATENCY_CALLS
+    recent = latencies[-LATENCY_CALLS:]
+    assert stats.calls == 3 * LATENCY_CALLS
+    assert stats.p50_latency_ms == pytest.approx(float(np.percentile(recent, 50)))
+    assert stats.p90_latency_ms == pytest.approx(float(np.percentile(recent, 90)))
+    assert stats.p90_latency_ms != pytest.approx(float(np.percentile(latencies, 90)))
+
+
 def test_summary_for_prompt_reads_like_a_sentence(clock):
     with agentmeter.Meter(db=":memory:", clock=clock, pricing=PRICES) as meter:
         run = meter.run("r")

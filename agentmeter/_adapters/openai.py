@@ -76,16 +76,19 @@ def chat_label(usage: Any, source: Any) -> str:
     return "openai"
 
 
-def parse_usage(usage: Any, provider: str) -> Usage | None:
-    """A ``Usage`` from a Chat Completions or Responses usage object; ``None`` if it has no counts."""
+def parse_usage(usage: Any, provider: str, raw: Any = None) -> Usage | None:
+    """A ``Usage`` from a Chat Completions or Responses usage object; ``None`` if it has no counts.
+
+    ``raw``: what ``Usage.raw`` keeps, when ``usage`` is a plain view of it (``_common.plain``).
+    """
     if first(usage, "prompt_tokens") is not None:
-        return _chat(usage, provider)
+        return _chat(usage, provider, usage if raw is None else raw)
     if first(usage, "input_tokens") is not None:
-        return _responses(usage, provider)
+        return _responses(usage, provider, usage if raw is None else raw)
     return None
 
 
-def _chat(usage: Any, provider: str) -> Usage:
+def _chat(usage: Any, provider: str, raw: Any) -> Usage:
     """Chat shape: plain input = prompt - cache reads - cache writes; output = completion."""
     prompt = field(usage, "prompt_tokens") or 0
     completion = field(usage, "completion_tokens") or 0
@@ -109,7 +112,7 @@ def _chat(usage: Any, provider: str) -> Usage:
     reasoning = count(first(get(usage, "completion_tokens_details"), "reasoning_tokens"))
     return make_usage(
         provider,
-        usage,
+        raw,
         input_tokens=input_tokens,
         output_tokens=completion,
         cache_read_tokens=cache_read,
@@ -127,7 +130,7 @@ def _sent(*counts: int | None) -> int:
     return 0
 
 
-def _responses(usage: Any, provider: str) -> Usage:
+def _responses(usage: Any, provider: str, raw: Any) -> Usage:
     """Responses shape: plain input = input - cached - cache writes; output includes reasoning."""
     total_input = field(usage, "input_tokens") or 0
     details = get(usage, "input_tokens_details")
@@ -135,7 +138,7 @@ def _responses(usage: Any, provider: str) -> Usage:
     cache_write = field(details, "cache_write_tokens") or 0
     return make_usage(
         provider,
-        usage,
+        raw,
         input_tokens=subtract(total_input, cache_read, cache_write),
         output_tokens=field(usage, "output_tokens") or 0,
         cache_read_tokens=cache_read,
