@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentmeter.windows import QUANTILES, STATS, Window, WindowSpec, quantile_of_sorted
+from agentmeter.windows import (
+    GRAIN_PARTS,
+    MERGE_AT,
+    QUANTILES,
+    STATS,
+    Window,
+    WindowSpec,
+    quantile_of_sorted,
+)
 
 values = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
 gaps = st.floats(min_value=0, max_value=50, allow_nan=False)
@@ -94,6 +102,67 @@ def test_a_time_window_fed_and_never_read_holds_only_its_samples():
     assert len(window._ts) <= 2 * 600  # compacted as it goes, not one entry per sample fed
     assert len(window._sorted) == 60 and sum(keyed._counts.values()) == 60
     assert window.total == 60
+
+
+def test_a_busy_sum_window_keeps_a_bounded_number_of_slots():
+    # A tenant's 24-hour budget at 100 calls a second: 8.6M samples a day, a bounded few slots.
+    window = Window(WindowSpec(seconds=86_400))
+    exact = Window(WindowSpec(seconds=86_400), merge_at=10**9)  # never merges
+    now = 0.0
+    for i in range(300_000):  # 100 a second: 50 minutes
+        now = i / 100
+        window.add(now, 7)
+        exact.add(now, 7)
+    assert len(window) == len(exact) == 300_000  # every sample is counted
+    assert window.stat("sum", now) == exact.stat("sum", now) == 2_100_000  # ints stay ints
+    assert window.stat("count", now) == 300_000
+    assert len(window._ts) <= MERGE_AT + 300_000 / 100 / (86_400 / GRAIN_PARTS) + 1
+    assert len(exact._ts) == 300_000
+
+
+slot_gaps = st.floats(min_value=0, max_value=3, allow_nan=False)
+costs = st.integers(min_value=0, max_value=10**6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.lists(st.tuples(slot_gaps, costs), min_size=1, max_size=120), probes=st.lists(gaps))
+def test_merged_slots_count_a_sample_at_most_one_grain_longer_never_shorter(data, probes):
+    # seconds=4096 makes the grain 1 s; merging starts past 8 slots.
+    spec = WindowSpec(seconds=GRAIN_PARTS * 1.0)
+    window = Window(spec, merge_at=8)
+    samples, now = [], 0.0
+    for gap, value in data:
+        now += gap
+        window.add(now, value)
+        samples.append((now, value))
+    # Probe just before and after each sample's exact leaving time, and anywhere after.
+    edges = [ts + spec.seconds + d for ts, _ in samples for d in (-1e-6, 1e-6, 0.5)]
+    for at in sorted({*edges, *(now + probe * 100 for probe in probes)}):
+        got_sum, got_count = window.stat("sum", at), window.stat("count", at)
+        exact = [v for ts, v in samples if ts + spec.seconds > at]
+        late = [v for ts, v in samples if ts + spec.seconds + 1.0 > at]  # left < 1 grain ago
+        assert sum(exact) <= got_sum <= sum(late)
+        assert len(exact) <= got_count <= len(late)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.lists(st.tuples(slot_gaps, costs), min_size=1, max_size=120), level=costs)
+def test_time_until_at_most_is_exact_for_merged_slots(data, level):
+    """The wait brings the merged window's own sum to the level; any less does not."""
+    spec = WindowSpec(seconds=GRAIN_PARTS * 1.0)
+    window = Window(spec, merge_at=8)
+    now = 0.0
+    for gap, value in data:
+        now += gap
+        window.add(now, value)
+    wait = window.time_until_at_most(level, now)
+    assert wait is not None
+    before = Window(spec, merge_at=10**9)  # the slots as they are now (reading expires them)
+    for ts, value in window.samples():
+        before.add(ts, value)
+    assert window.stat("sum", now + wait) <= level
+    if wait > 0:
+        assert before.stat("sum", now + wait - 1e-6) > level
 
 
 @settings(max_examples=100, deadline=None)
