@@ -859,7 +859,7 @@ def profile_decide(db: str, policies: Any, label: str) -> str:
     """cProfile of 2,000 ``run.decide`` calls, set up as ``decide_pair`` does."""
     import agentmeter
 
-    meter = agentmeter.Meter(db=db, policies=policies)
+    meter = agentmeter.Meter(db=db, policies=policies, clock=DBClock(db))  # as decide_pair
     run = meter.run("profile-decide", tags=BENCH_TAGS)
     usage = agentmeter.Usage(**GPT4O_USAGE)
     for i in range(20):
