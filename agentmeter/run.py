@@ -491,18 +491,20 @@ class Run:
     ) -> None:
         meter = self.meter
         self.decisions.append(decision)
+        put = meter.put
         for fired in decision.fired:
-            if fired.transition == "active" and fired.action in UNRECORDED_ACTIVE:
+            transition = fired.transition
+            if transition == "active" and fired.action in UNRECORDED_ACTIVE:
                 continue  # the transition was recorded when it fired
-            if fired.transition != "recover":
+            if transition != "recover":
                 with self._tally_lock:
-                    self._tally.fired[f"{fired.policy} -> {fired.action}"] += 1
+                    self._tally.fired[(fired.policy, fired.action)] += 1
             # The row (its reason text and JSON) is built on the writer's thread.
-            meter.put(
+            put(
                 "deferred",
                 ("decision", self._decision_row, (fired, now, decision, prompt_tokens, max_tokens)),
             )
-            if fired.transition in ("fire", "warn", "recover"):
+            if transition != "active":  # fire, warn, recover
                 log_fired(fired)
         for callback in meter.on_decision:
             try:

@@ -113,7 +113,7 @@ class RunTally:
         self.input = self.output = self.cache_read = self.cache_write = self.reasoning = 0
         self.latencies: deque[float] = deque(maxlen=LATENCY_CALLS)
         self.recent: deque[tuple[float, int]] = deque()
-        self.fired: Counter[str] = Counter()
+        self.fired: Counter[tuple[str, str]] = Counter()  # (policy, action): formatted when read
 
     def add(
         self,
@@ -166,5 +166,5 @@ class RunTally:
             cache_read_tokens=self.cache_read,
             cache_write_tokens=self.cache_write,
             reasoning_tokens=self.reasoning,
-            fired=dict(self.fired),
+            fired={f"{policy} -> {action}": n for (policy, action), n in self.fired.items()},
         )
