@@ -14,6 +14,7 @@ into the agent's loop: they are counted and warned about once (see ``Meter.healt
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -79,3 +80,13 @@ class PauseRequested(ControlFlow):
         self.resume_at = resume_at
         self.pause_s = pause_s
         super().__init__(message, decision=decision)
+
+
+def read_config_file(path: Path, what: str) -> str:
+    """The text of ``path``, or a ``ConfigError`` naming the file and ``what`` it should be."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {what}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror}") from None

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, ReplayError
+from .errors import ConfigError, ReplayError, read_config_file
 from .pricing import PriceTable
 
 if TYPE_CHECKING:
@@ -45,12 +45,7 @@ def load_pricing(
     if isinstance(pricing, Mapping):
         return dict(pricing)
     path = Path(pricing)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such pricing file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the pricing file: {exc.strerror}") from None
+    text = read_config_file(path, "pricing file")
     import yaml
 
     try:

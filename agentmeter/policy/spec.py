@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import ConfigError
+from ..errors import ConfigError, read_config_file
 from ..units import parse_count, parse_duration_s, parse_percent, parse_quantity
 from ..windows import WindowSpec
 from .metrics import ANOMALIES, METRICS
@@ -746,13 +746,7 @@ def load_policies(source: str | os.PathLike[str] | PolicySet | None) -> PolicySe
         isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml"))
     ):
         path = Path(source)  # type: ignore[arg-type]
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such policy file") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the policy file: {exc.strerror}") from None
-        return parse_policies(text, source=str(path))
+        return parse_policies(read_config_file(path, "policy file"), source=str(path))
     if isinstance(source, str) and "\n" not in source and ":" not in source:
         builtin = BUILTIN_DIR / f"{source}.yaml"
         if builtin.exists():
