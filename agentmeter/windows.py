@@ -193,7 +193,8 @@ class Window:
         n = self._n
         if n is not None:
             if len(n) - self._head >= self._merge_at and ts - self._slot_start < self._grain:
-                self._ts[-1] = ts  # the slot leaves with its newest sample
+                if ts > self._ts[-1]:  # the slot leaves with its newest sample (threads may
+                    self._ts[-1] = ts  # feed a window a few microseconds out of order)
                 self._values[-1] += value
                 self._cum[-1] = self._dropped_sum + self.total
                 n[-1] += 1
