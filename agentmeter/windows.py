@@ -192,7 +192,10 @@ class Window:
         self.last = value
         n = self._n
         if n is not None:
-            if len(n) - self._head >= self._merge_at and ts - self._slot_start < self._grain:
+            if (
+                len(n) - self._head >= self._merge_at
+                and -self._grain < ts - self._slot_start < self._grain
+            ):
                 if ts > self._ts[-1]:  # the slot leaves with its newest sample (threads may
                     self._ts[-1] = ts  # feed a window a few microseconds out of order)
                 self._values[-1] += value
