@@ -64,6 +64,19 @@ _CALL_COLUMNS = (
     "cache_write_tokens, reasoning_tokens, cache_write_1h_tokens, usage_status, cost_nano_usd, "
     "latency_ms, ttft_ms, status, prompt_hash, max_tokens, decided_at, decided_prompt_tokens, tags, id"
 )
+# What the engine also reads of a call (stream smoothness, the version that answered, a cache
+# hit); a flight recorder from before they were recorded (migration m004) reads as none.
+_SAMPLE_COLUMNS = ("itl_p90_ms", "model_version", "cache_hit")
+_SAMPLE_DEFAULTS = ("NULL", "NULL", "0")
+
+
+def _call_columns(conn: sqlite3.Connection) -> str:
+    have = {row[1] for row in conn.execute("PRAGMA table_info(agentmeter_calls)")}
+    extra = (
+        column if column in have else default
+        for column, default in zip(_SAMPLE_COLUMNS, _SAMPLE_DEFAULTS, strict=True)
+    )
+    return f"{_CALL_COLUMNS}, {', '.join(extra)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,7 +515,8 @@ class _Replayer:
             is not None
         )
         cursor = conn.execute(
-            f"SELECT {_CALL_COLUMNS} FROM agentmeter_calls WHERE run_id = ? ORDER BY id", (run_id,)
+            f"SELECT {_call_columns(conn)} FROM agentmeter_calls WHERE run_id = ? ORDER BY id",
+            (run_id,),
         )
         cursor.arraysize = 4096
         engine = self.engine
@@ -528,7 +542,7 @@ class _Replayer:
             (
                 step, ts, requested, model, inp, out, cread, cwrite, reasoning, cw1h,
                 usage_status, cost, latency, ttft, status, phash, max_tokens, decided_at,
-                decided_prompt, tags_text, call_id,
+                decided_prompt, tags_text, call_id, itl_p90, model_version, cache_hit,
             ) = row  # fmt: skip
             calls += 1
             if cost is None:
@@ -625,6 +639,10 @@ class _Replayer:
                         "error": 0 if status == "ok" else 1,
                         "cost_unknown": 1 if cost is None else 0,
                         "prompt_hash": phash,
+                        "itl_p90_ms": itl_p90,
+                        # a call rerouted by the replay was answered by another model
+                        "model_version": model_version if chosen == model else chosen,
+                        "cache_hit": 1 if cache_hit else 0,
                     },
                 ),
                 reservation,

@@ -364,6 +364,66 @@ def test_a_run_recorded_without_policies_is_decided_on_the_prompts_it_sent(memor
     meter.close()
 
 
+STREAM_VERSION_CACHE = (
+    HEAD
+    + """  - name: stutter
+    when: {metric: itl_ms, stat: p90, last: 3, above: 200ms}
+    recover_below: 100ms
+    then: [downgrade]
+  - name: silent-update
+    when: {metric: model_versions, last: 4, above: 1}
+    cooldown: 1m
+    then: [alert]
+  - name: cache-heavy
+    when: {metric: response_cache_hit_rate, last: 4, above: 50%}
+    cooldown: 1m
+    then: [alert]
+"""
+)
+
+
+def test_stream_smoothness_model_versions_and_cache_hits_replay_exactly(memory_db):
+    # Replay must feed every sample the live engine sees, not only tokens, cost and latency.
+    clock = FakeClock(START)
+    meter = Meter(db=memory_db, policies=STREAM_VERSION_CACHE, clock=clock, pricing=PRICES)
+    with meter.run("streams", tags={"tenant": "t1"}) as run:
+        for i in range(24):
+            decision = run.decide("test-model", prompt_tokens=100, max_tokens=50)
+            clock.advance(2)
+            run.record(
+                model=decision.model,
+                requested_model="test-model",
+                usage=Usage(input_tokens=100, output_tokens=50),
+                latency_ms=2000,
+                stream=True,
+                chunks=20,
+                itl_mean_ms=50.0,
+                itl_p90_ms=400.0 if 6 <= i < 10 else 40.0,
+                model_version="test-model-0613" if 12 <= i < 14 else "test-model-0501",
+                cache_hit=16 <= i < 20,
+                prompt_hash=f"p{i}",
+            )
+            clock.advance(8)
+    meter.flush()
+    recorded = {
+        policy
+        for (policy,) in memory_db.execute("SELECT policy FROM agentmeter_decisions").fetchall()
+    }
+    assert recorded == {"stutter", "silent-update", "cache-heavy"}
+    result = replay(memory_db, run.run_id, policies=STREAM_VERSION_CACHE)
+    assert result.reproduces and not result.removed and not result.added
+    meter.close()
+
+
+def test_a_flight_recorder_from_before_streams_and_versions_replays(memory_db):
+    meter, run_id = record_scripted(memory_db, [Step()] * 4, policies=TIGHT)
+    for column in ("itl_p90_ms", "model_version", "cache_hit"):  # as before migration m004
+        memory_db.execute(f"ALTER TABLE agentmeter_calls DROP COLUMN {column}")
+    result = replay(memory_db, run_id, policies=TIGHT)
+    assert result.reproduces and result.calls == 4
+    meter.close()
+
+
 def test_a_retry_follows_the_decision_of_the_attempt_it_retries(memory_db):
     steps = [Step()] * 3 + [Step(error=True, latency_s=0.2), Step(decide=False)] + [Step()] * 2
     meter, run_id = record_scripted(memory_db, steps, policies=LOOSE)
