@@ -370,18 +370,8 @@ def _read_parallel(
             _register(other)
             other.execute(plan.create_sums())
             mine: list[tuple[int, list[Sequence[Any]]]] = []
-            while True:
-                # The sums worker leaves the values to the other one (see above); only the left
-                # end pops there, so what it peeks is what it pops, unless the deque empties.
-                if not values_first and tasks and tasks[0][0] == "values":
-                    break
-                # Each worker adds its sums in id order (see _Plan.upsert_sums): the values
-                # worker too takes them from the left.
-                take_right = values_first and tasks and tasks[-1][0] == "values"
-                try:
-                    kind, lo, hi = tasks.pop() if take_right else tasks.popleft()
-                except IndexError:
-                    break
+            while (task := _next_task(tasks, values_first)) is not None:
+                kind, lo, hi = task
                 if kind == "values":
                     rows = other.execute(plan.values(), [*plan.key_params, lo, hi]).fetchall()
                     mine.append((lo, rows))
@@ -408,6 +398,26 @@ def _read_parallel(
     if failed or tasks:
         return None
     return _assemble(sums, values)
+
+
+def _next_task(
+    tasks: deque[tuple[str, int, int]], values_first: bool
+) -> tuple[str, int, int] | None:
+    """A worker's next task from ``tasks`` (sums chunks, then values blocks); None when done.
+
+    The values worker pops values from the right end, then sums from the left; the sums worker
+    pops sums from the left and leaves the values to the other (its GIL-bound callbacks would
+    stall both). So each worker adds its sums in id order (see ``_Plan.upsert_sums``). Only one
+    worker pops from each end until one kind is done, so a peeked task is the one popped.
+    """
+    try:
+        if values_first and tasks[-1][0] == "values":
+            return tasks.pop()
+        if not values_first and tasks[0][0] == "values":
+            return None
+        return tasks.popleft()
+    except IndexError:  # the other worker took the last task
+        return None
 
 
 def _assemble(
@@ -442,7 +452,8 @@ def _assemble(
     for group in sorted(totals, key=_sqlite_order):
         counts = totals[group]
         if not all(type(n) is int for n in counts):
-            return None  # an integer sum overflowed into a float: one pass raises it
+            # A float: an integer sum overflowed (one pass raises it); None: a NULL cache_hit.
+            return None
         calls, errors, *buckets, cost, priced, unknown, hits, saved = counts
         lat, ttft = packed.get(group, ([], []))
         row = (calls, errors, *buckets, cost if priced else None, priced, unknown, hits, saved)
