@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import deque
 from pathlib import Path
 from unittest import mock
 
@@ -159,3 +160,15 @@ def test_a_worker_that_fails_leaves_the_report_to_one_pass(tmp_path):
     one_pass = report(path, "model", parallel=False)
     with mock.patch.object(reports._Plan, "values", return_value="SELECT no_such_column"):
         assert report(path, "model", parallel=True) == one_pass
+
+
+def test_each_worker_takes_its_own_kind_first_and_sums_in_id_order():
+    tasks = deque([("sums", 1, 2), ("sums", 3, 4), ("values", 1, 2), ("values", 3, 4)])
+    assert reports._next_task(tasks, values_first=True) == ("values", 3, 4)
+    assert reports._next_task(tasks, values_first=False) == ("sums", 1, 2)
+    assert reports._next_task(tasks, values_first=True) == ("values", 1, 2)
+    # No values left: the values worker takes sums too, from the left (in id order).
+    assert reports._next_task(tasks, values_first=True) == ("sums", 3, 4)
+    assert reports._next_task(tasks, values_first=False) is None
+    # The sums worker never takes values (their callbacks would contend for the GIL).
+    assert reports._next_task(deque([("values", 1, 2)]), values_first=False) is None
