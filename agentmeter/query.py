@@ -174,7 +174,7 @@ def _float(value: Any) -> float | None:
 class _Values:
     """SQLite aggregate ``agentmeter_values(x)``: every x, packed as native doubles (a BLOB).
 
-    Packed values of one group read in parts (see ``report.grouped_rows``) concatenate; their exact
+    Packed values of one group read in parts (see ``report._read_parallel``) concatenate; their exact
     quantiles are ``_quantiles``'s.
     """
 

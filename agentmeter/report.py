@@ -9,7 +9,9 @@ import contextlib
 import os
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +22,7 @@ from .errors import ConfigError
 from .pricing import nano_to_usd
 from .query import (
     _BUCKET_SUMS,
+    _NUMPY_FROM,
     _VALUES_FN,
     _cost_fields,
     _quantiles,
@@ -74,10 +77,9 @@ REPORT_GROUPS = {
     "day": "CAST(ts / 86400 AS INTEGER)",
     "hour": "CAST(ts / 3600 AS INTEGER)",
 }
-# An unfiltered report over this many calls or more is read in parallel id ranges, on at most
-# _MAX_READERS connections (``_grouped_rows``); below it, threads cost more than they save.
+# An unfiltered report over this many calls or more is read on two connections at once
+# (``_read_parallel``); below it, threads cost more than they save.
 _SPLIT_FROM = 200_000
-_MAX_READERS = 4
 
 
 def model_summary(conn: sqlite3.Connection, *, run_id: str | None = None) -> list[dict[str, Any]]:
@@ -178,8 +180,8 @@ def report(
     Per group: calls, errors and error rate, tokens per bucket, cache-hit ratio (cache reads over
     the whole prompt: input + cache read + cache write), exact cost with unknown-cost calls
     counted apart, exact p50/p90/p99 latency and TTFT of successful calls. Sums are SQL's; the
-    quantiles come from one pass of the same query (over a large unfiltered table, one pass per
-    core: see ``grouped_rows``). Time groups are in time order, the others by
+    quantiles come from one pass of the same query (a large unfiltered table is read on two
+    connections at once: see ``_read_parallel``). Time groups are in time order, the others by
     cost (highest first). ``since_s``: calls that finished in the last ``since_s`` seconds;
     ``run_id``: one run (or unique prefix). Keys: ``REPORT_KEYS``.
     """
@@ -209,8 +211,15 @@ def report(
         "FROM agentmeter_calls"
     )
     feedback = _feedback_by(conn, by, where, params)
+    rows = None
+    bounds = None if where else _parallel_bounds(conn)
+    if bounds is not None:
+        plan = _Plan(key_sql, tuple(params), has_cache=cache != "0, 0")
+        rows = _read_parallel(conn, plan, *bounds)
+    if rows is None:
+        rows = grouped_rows(conn, select, where, params)
     out = []
-    for key, calls, errors, *rest in grouped_rows(conn, select, where, params):
+    for key, calls, errors, *rest in rows:
         buckets = dict(zip(BUCKETS, rest[: len(BUCKETS)], strict=True))
         cost_sum, priced, unknown, hits, saved, lat, ttft = rest[len(BUCKETS) :]
         prompt = (
@@ -246,80 +255,227 @@ def report(
 def grouped_rows(
     conn: sqlite3.Connection, select: str, where: list[str], params: list[Any]
 ) -> list[Sequence[Any]]:
-    """The rows of ``select`` (a query of agentmeter_calls) filtered by ``where``, grouped by grp.
-
-    A large unfiltered table is read as id ranges at once, one per core (``_read_ranges``), and
-    each group's parts merged into the row one pass would have given (``_merge_groups``).
-    """
+    """The rows of ``select`` (a query of agentmeter_calls) filtered by ``where``, grouped by grp."""
     _register(conn)
-    ranges = [] if where else _id_ranges(conn)
-    if len(ranges) < 2:
-        sql = select + (" WHERE " + " AND ".join(where) if where else "") + " GROUP BY grp"
-        return conn.execute(sql, params).fetchall()
-    sql = select + " WHERE id BETWEEN ? AND ? GROUP BY grp"
-    return _merge_groups(_read_ranges(conn, sql, params, ranges))
+    sql = select + (" WHERE " + " AND ".join(where) if where else "") + " GROUP BY grp"
+    return conn.execute(sql, params).fetchall()
 
 
-def _read_ranges(
-    conn: sqlite3.Connection, sql: str, params: list[Any], ranges: list[tuple[int, int]]
-) -> list[list[Sequence[Any]]]:
-    """``sql`` (its last two parameters: an id range) over each range, the ranges read at once.
+# -- the parallel read of a large unfiltered report -------------------------------------------------
+# One GROUP BY over a million calls spends most of its time in SQLite's sorter, and the values
+# the quantiles need reach Python one callback at a time, under the GIL: two connections each
+# running it over half the ids mostly wait for each other's callbacks. So the work is cut in two
+# kinds instead. The sums need no sort: an UPSERT into a temporary table keyed by the group adds
+# each call to its group's row (pure C, the GIL released throughout). The values are read in
+# small id blocks, each a GROUP BY whose sort stays in memory, by one worker only, so that no two
+# threads compete for the GIL. Both kinds are queued; the sums worker takes sums first, the
+# values worker values first, and once its own kind is done each takes the other's sums.
+_SUMS_CHUNK = 65_536
+_VALUES_BLOCK = 16_384
+_SUMS_TABLE = "agentmeter_report_sums"
 
-    The first range is read on ``conn``, each other one in a thread on a read-only connection
-    of its own: SQLite releases the GIL while it scans and sorts. Calls are only ever inserted,
-    with growing ids, so every connection sees the same calls in ranges fixed on ``conn``. A
-    range whose own connection fails (a file it may not open, say) is read on ``conn`` after.
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The statements of a parallel read: its group key, and whether cache columns exist."""
+
+    key_sql: str
+    key_params: tuple[Any, ...]
+    has_cache: bool
+
+    def create_sums(self) -> str:
+        columns = ", ".join(_SUM_COLUMNS)
+        return (
+            f"CREATE TEMP TABLE IF NOT EXISTS {_SUMS_TABLE} (key_is_null INTEGER NOT NULL, "
+            f"grp NOT NULL, first_id INTEGER NOT NULL, {columns}, "
+            "PRIMARY KEY (key_is_null, grp))"
+        )
+
+    def upsert_sums(self) -> str:
+        """Each call of an id range added to its group's row of the temporary table."""
+        hits, saved = ("cache_hit", "coalesce(saved_nano_usd, 0)") if self.has_cache else ("0", "0")
+        values = [
+            "1",
+            "status != 'ok'",
+            *(f"coalesce({bucket}, 0)" for bucket in BUCKETS),
+            "coalesce(cost_nano_usd, 0)",
+            "cost_nano_usd IS NOT NULL",
+            "cost_nano_usd IS NULL AND status = 'ok'",
+            hits,
+            saved,
+        ]
+        updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUM_COLUMNS)
+        # A NULL key never conflicts in a unique index: key_is_null and a 0 stand for it.
+        # first_id: the group's first call in this table (its key labels the group, as
+        # GROUP BY's does: 1 and 1.0 are one group). ``WHERE true``: an UPSERT's SELECT needs a
+        # WHERE clause, else ON parses as a join's.
+        key = self.key_sql
+        return (
+            f"INSERT INTO temp.{_SUMS_TABLE} SELECT ({key}) IS NULL, coalesce({key}, 0), id, "
+            f"{', '.join(values)} FROM agentmeter_calls WHERE true AND id BETWEEN ? AND ? "
+            f"ON CONFLICT DO UPDATE SET {updates}"
+        )
+
+    @property
+    def params(self) -> list[Any]:
+        """The parameters of ``upsert_sums`` before its id range."""
+        return [*self.key_params, *self.key_params]
+
+    def read_sums(self) -> str:
+        return (
+            f"SELECT first_id, CASE WHEN key_is_null THEN NULL ELSE grp END, "
+            f"{', '.join(_SUM_COLUMNS)} FROM temp.{_SUMS_TABLE}"
+        )
+
+    def values(self) -> str:
+        """The latency and TTFT values of an id range's successful calls, per group."""
+        return (
+            f"SELECT {self.key_sql} AS grp, "
+            f"{_VALUES_FN}(latency_ms) FILTER (WHERE latency_ms IS NOT NULL), "
+            f"{_VALUES_FN}(ttft_ms) FILTER (WHERE ttft_ms IS NOT NULL) FROM agentmeter_calls "
+            "WHERE status = 'ok' AND id BETWEEN ? AND ? GROUP BY grp"
+        )
+
+
+_SUM_COLUMNS = ("calls", "errors", *BUCKETS, "cost", "priced", "unknown", "hits", "saved")
+
+
+def _read_parallel(
+    conn: sqlite3.Connection, plan: _Plan, low: int, high: int
+) -> list[Sequence[Any]] | None:
+    """The report's grouped rows over ids ``low..high``, read on two connections at once.
+
+    The rows are those ``grouped_rows`` gives, in the same order. None when the work could not be
+    done so (a connection that cannot be opened, a sum past SQLite's integers): the caller then
+    reads it in one pass, which gives the same rows or raises the same error.
     """
     file = _database_file(conn)
-    parts: list[list[Sequence[Any]] | None] = [None] * len(ranges)
+    tasks: deque[tuple[str, int, int]] = deque(
+        [("sums", lo, hi) for lo, hi in _chunks(low, high, _SUMS_CHUNK)]
+        + [("values", lo, hi) for lo, hi in _chunks(low, high, _VALUES_BLOCK)]
+    )
+    sums: list[list[Sequence[Any]]] = []
+    values: list[tuple[int, list[Sequence[Any]]]] = []
+    failed: list[BaseException] = []
 
-    def read(i: int) -> None:
-        with contextlib.suppress(Exception):
-            other = sqlite3.connect(f"{Path(file).as_uri()}?mode=ro", uri=True, timeout=5.0)
-            try:
-                _register(other)
-                parts[i] = other.execute(sql, [*params, *ranges[i]]).fetchall()
-            finally:
-                other.close()
+    def work(values_first: bool) -> None:
+        try:
+            other = sqlite3.connect(
+                f"{Path(file).as_uri()}?mode=ro", uri=True, timeout=5.0, isolation_level=None
+            )
+        except Exception as exc:
+            failed.append(exc)
+            return
+        try:
+            _register(other)
+            other.execute(plan.create_sums())
+            mine: list[tuple[int, list[Sequence[Any]]]] = []
+            while (task := _next_task(tasks, values_first)) is not None:
+                kind, lo, hi = task
+                if kind == "values":
+                    rows = other.execute(plan.values(), [*plan.key_params, lo, hi]).fetchall()
+                    mine.append((lo, rows))
+                else:
+                    other.execute(plan.upsert_sums(), [*plan.params, lo, hi])
+            sums.append(other.execute(plan.read_sums()).fetchall())
+            values.extend(mine)
+        except Exception as exc:
+            failed.append(exc)
+        finally:
+            other.close()
 
-    threads = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(1, len(ranges))]
+    threads = [
+        threading.Thread(target=work, args=(values_first,), daemon=True)
+        for values_first in (False, True)
+    ]
     for thread in threads:
         thread.start()
-    try:
-        parts[0] = conn.execute(sql, [*params, *ranges[0]]).fetchall()
-    finally:
-        for thread in threads:
-            thread.join()
-    return [
-        conn.execute(sql, [*params, *bounds]).fetchall() if part is None else part
-        for part, bounds in zip(parts, ranges, strict=True)
-    ]
+    if high - low + 1 >= _NUMPY_FROM:
+        with contextlib.suppress(ImportError):
+            import numpy  # noqa: F401  # the quantiles will need it: import it meanwhile
+    for thread in threads:
+        thread.join()
+    if failed or tasks:
+        return None
+    return _assemble(sums, values)
 
 
-def _merge_groups(parts: Iterable[Iterable[Sequence[Any]]]) -> list[Sequence[Any]]:
-    """Grouped rows of disjoint ranges as one row per group, in SQLite's order of the keys.
+def _next_task(
+    tasks: deque[tuple[str, int, int]], values_first: bool
+) -> tuple[str, int, int] | None:
+    """A worker's next task from ``tasks`` (sums chunks, then values blocks); None when done.
 
-    Sums add (a NULL sum adds nothing), packed values concatenate, and the groups come in the
-    order GROUP BY gives them: NULL, then numbers, text, blobs.
+    The values worker pops values from the right end, then sums from the left; the sums worker
+    pops sums from the left and leaves the values to the other (its GIL-bound callbacks would
+    stall both). So each worker adds its sums in id order (see ``_Plan.upsert_sums``). Only one
+    worker pops from each end until one kind is done, so a peeked task is the one popped.
     """
-    merged: dict[Any, list[Any]] = {}
-    for rows in parts:
-        for key, *values in rows:
-            have = merged.get(key)
-            merged[key] = values if have is None else list(map(_combine, have, values))
-    return [(key, *merged[key]) for key in sorted(merged, key=_sqlite_order)]
+    try:
+        if values_first and tasks[-1][0] == "values":
+            return tasks.pop()
+        if not values_first and tasks[0][0] == "values":
+            return None
+        return tasks.popleft()
+    except IndexError:  # the other worker took the last task
+        return None
 
 
-def _id_ranges(conn: sqlite3.Connection) -> list[tuple[int, int]]:
-    """The calls' ids cut into one range per core, when there are enough calls to be worth it."""
-    readers = min(os.cpu_count() or 1, _MAX_READERS)
-    if readers < 2 or conn.in_transaction or not _database_file(conn):
-        return []
-    low, high = conn.execute("SELECT min(id), max(id) FROM agentmeter_calls").fetchone()
+def _assemble(
+    sums: Iterable[Iterable[Sequence[Any]]], values: Iterable[tuple[int, Iterable[Sequence[Any]]]]
+) -> list[Sequence[Any]] | None:
+    """Rows as ``grouped_rows`` gives them, from the sums' and the values' (by first id) parts.
+
+    A group's values are packed in id order, as one GROUP BY packs them (its sort keeps the
+    scan's order within a group), so that ties (0.0 and -0.0) resolve alike.
+
+    Python's equality of keys is SQLite's (1 == 1.0, '1' != 1), so a dict merges what GROUP BY
+    would; each group keeps the key of its first call, as GROUP BY does.
+    """
+    totals: dict[Any, list[Any]] = {}
+    first: dict[Any, tuple[int, Any]] = {}  # per group: the id and key of its first call
+    for rows in sums:
+        for first_id, label, *counts in rows:
+            have = totals.get(label)
+            if have is None:
+                totals[label], first[label] = counts, (first_id, label)
+                continue
+            totals[label] = [a + b for a, b in zip(have, counts, strict=True)]
+            if first_id < first[label][0]:
+                first[label] = (first_id, label)
+    packed: dict[Any, tuple[list[bytes], list[bytes]]] = {}
+    for _, rows in sorted(values, key=lambda part: part[0]):
+        for key, lat, ttft in rows:
+            parts = packed.setdefault(key, ([], []))
+            parts[0].append(lat or b"")  # NULL: no value passed the filter
+            parts[1].append(ttft or b"")
+    out: list[Sequence[Any]] = []
+    for group in sorted(totals, key=_sqlite_order):
+        counts = totals[group]
+        if not all(type(n) is int for n in counts):
+            # A float: an integer sum overflowed (one pass raises it); None: a NULL cache_hit.
+            return None
+        calls, errors, *buckets, cost, priced, unknown, hits, saved = counts
+        lat, ttft = packed.get(group, ([], []))
+        row = (calls, errors, *buckets, cost if priced else None, priced, unknown, hits, saved)
+        out.append((first[group][1], *row, b"".join(lat), b"".join(ttft)))
+    return out
+
+
+def _chunks(low: int, high: int, size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + size - 1, high)) for start in range(low, high + 1, size)]
+
+
+def _parallel_bounds(conn: sqlite3.Connection) -> tuple[int, int] | None:
+    """The calls' id bounds when a report over all of them is worth reading in parallel."""
+    if (os.cpu_count() or 1) < 2 or conn.in_transaction or not _database_file(conn):
+        return None
+    # Apart, min() and max() each read one end of the table; together they read all of it.
+    low, high = conn.execute(
+        "SELECT (SELECT min(id) FROM agentmeter_calls), (SELECT max(id) FROM agentmeter_calls)"
+    ).fetchone()
     if low is None or high - low + 1 < _SPLIT_FROM:
-        return []
-    step = (high - low) // readers + 1
-    return [(start, min(start + step - 1, high)) for start in range(low, high + 1, step)]
+        return None
+    return low, high
 
 
 def _database_file(conn: sqlite3.Connection) -> str:
@@ -327,11 +483,8 @@ def _database_file(conn: sqlite3.Connection) -> str:
     return next((row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "")
 
 
-def _combine(a: Any, b: Any) -> Any:
-    return b if a is None else a if b is None else a + b
-
-
 def _sqlite_order(key: Any) -> tuple[int, Any]:
+    """GROUP BY's order of keys: NULL, then numbers, text, blobs."""
     if key is None:
         return (0, 0)
     if isinstance(key, int | float):
